@@ -1,0 +1,76 @@
+"""Dataclass configs filled from dicts (YAML, JSON, flags) with typed conversion and clear errors.
+
+Both the model configs and TrainingArguments use this, so ``learning_rate: "3e-4"`` from YAML
+becomes a float and ``learning_rate: fast`` becomes one clear ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from wxb.errors import ConfigError
+
+
+def coerce_fields(obj: Any, owner: str = "") -> None:
+    """Convert every field of the dataclass instance ``obj`` to its annotated type, in place."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        label = f"{owner}.{f.name}" if owner else f.name
+        setattr(obj, f.name, coerce(label, getattr(obj, f.name), hints[f.name]))
+
+
+def check_known_keys(cls: type, values: dict[str, Any], what: str) -> None:
+    """Refuse keys that are not fields of ``cls`` (a typo should not be silently ignored)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown[0]!r}; known ones are: "
+                          f"{', '.join(sorted(known))}")
+
+
+def coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert ``value`` (often a string from YAML or a flag) to the type ``hint``."""
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if hint in (int, float):
+        return _number(name, value, hint)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return type(value)(coerce(name, v, args[0]) for v in value) if args else value
+    if (hint is dict or origin is dict) and not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a mapping, got {value!r}")
+    return value
+
+
+def _number(name: str, value: Any, kind: type) -> int | float:
+    example = "3e-4" if kind is float else "100"
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number (e.g. {example}), got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number (e.g. {example}), got {value!r}") from None
+    if kind is int:
+        if not number.is_integer():
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+        return int(number)
+    return number

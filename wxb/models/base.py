@@ -1,0 +1,125 @@
+"""What every wxb model and config shares: dict/JSON round trips and the checkpoint folder.
+
+A saved model is a Hugging Face style folder: ``config.json`` (the config's fields plus
+``model_type`` and ``architectures``) and ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from wxb.config import check_known_keys, coerce_fields
+from wxb.errors import CheckpointError, ConfigError
+from wxb.io import atomic_save, atomic_write_json
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+C = TypeVar("C", bound="Config")
+M = TypeVar("M", bound="PreTrainedModel")
+
+
+@dataclasses.dataclass
+class Config:
+    """Base of the per-family configs; subclasses are dataclasses with Hugging Face field names."""
+
+    model_type: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        coerce_fields(self, owner=type(self).__name__)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_type": self.model_type, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls: type[C], values: dict[str, Any], *, strict: bool = False) -> C:
+        """Build from a dict; ``strict`` refuses unknown keys (use it for hand-written configs).
+
+        Without ``strict``, keys the family does not use (``architectures``, ``torch_dtype``,
+        ``transformers_version``, ...) are ignored, as they are in a Hugging Face config.json.
+        """
+        values = {k: v for k, v in values.items() if k != "model_type"}
+        if strict:
+            check_known_keys(cls, values, f"{cls.model_type} config field")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json_file(cls: type[C], path: str | Path) -> C:
+        return cls.from_dict(read_config_json(path))
+
+
+def read_config_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; a model folder needs a {CONFIG_NAME}")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path} must hold a JSON object of config fields")
+    return values
+
+
+def load_safetensors(model: nn.Module, path: str | Path) -> None:
+    """Load weights into ``model``, refusing missing, unexpected or mis-shaped tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; the model folder has no weights")
+    try:
+        load_model(model, str(path), strict=True)
+    except (RuntimeError, OSError, ValueError) as err:
+        detail = " ".join(str(err).split())[:240]
+        raise CheckpointError(f"{path} does not fit this {type(model).__name__}: {detail}; "
+                              "it was saved from a model with another configuration") from None
+
+
+class PreTrainedModel(nn.Module):
+    """Base of the concrete models: a config, save_pretrained and from_pretrained."""
+
+    config_class: ClassVar[type[Config]] = Config
+    main_input_name: ClassVar[str] = "input_ids"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                              f"got {type(config).__name__}")
+        self.config = config
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        # Tied weights are one tensor: count each once.
+        unique = {id(p): p for p in self.parameters() if p.requires_grad or not trainable_only}
+        return sum(p.numel() for p in unique.values())
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {**self.config.to_dict(), "architectures": [type(self).__name__]}
+        atomic_save(folder / WEIGHTS_NAME, lambda tmp: save_model(self, str(tmp)))
+        atomic_write_json(folder / CONFIG_NAME, config)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls: type[M], folder: str | Path) -> M:
+        folder = Path(folder)
+        config = cls.config_class.from_dict(read_config_json(folder / CONFIG_NAME))
+        model = cls(config)
+        load_safetensors(model, folder / WEIGHTS_NAME)
+        return model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device

@@ -1,0 +1,38 @@
+"""model_type -> (Config class, model classes); what from_pretrained and `wxb train` look up.
+
+Families register by module path so importing the registry does not import every model.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from wxb.errors import ConfigError
+from wxb.models.base import Config, PreTrainedModel
+
+# model_type: (module, config class, model classes; the first is the default)
+FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "mlp": ("wxb.models.mlp", "MLPConfig", ("MLPForClassification",)),
+    "cnn": ("wxb.models.cnn", "CNNConfig", ("CNNForImageClassification",)),
+}
+
+
+def _family(model_type: str):
+    if model_type not in FAMILIES:
+        raise ConfigError(f"unknown model type {model_type!r}; known: {', '.join(FAMILIES)}")
+    module_name, config_name, class_names = FAMILIES[model_type]
+    return importlib.import_module(module_name), config_name, class_names
+
+
+def config_class(model_type: str) -> type[Config]:
+    module, config_name, _ = _family(model_type)
+    return getattr(module, config_name)
+
+
+def model_class(model_type: str, architecture: str | None = None) -> type[PreTrainedModel]:
+    module, _, class_names = _family(model_type)
+    name = architecture or class_names[0]
+    if name not in class_names:
+        raise ConfigError(f"{model_type} has no architecture {name!r}; "
+                          f"choose one of: {', '.join(class_names)}")
+    return getattr(module, name)

@@ -1,0 +1,5 @@
+"""Plots written to PNG files (no display needed)."""
+
+from wxb.viz.curves import font_families, plot_loss_curves
+
+__all__ = ["font_families", "plot_loss_curves"]
