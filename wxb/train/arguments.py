@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,8 @@ class TrainingArguments:
         return not self.metric_for_best_model.removeprefix("eval_").endswith("loss")
 
     def warmup_for(self, num_training_steps: int) -> int:
-        return self.warmup_steps or int(round(self.warmup_ratio * num_training_steps))
+        # Hugging Face rounds the warm-up of a ratio up.
+        return self.warmup_steps or math.ceil(self.warmup_ratio * num_training_steps)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

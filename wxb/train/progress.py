@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,7 +25,7 @@ def progress_enabled(disable: bool | None) -> bool:
 
 
 class ProgressBar:
-    """``with ProgressBar(total, start) as bar: bar.update(step, loss=..., samples_per_second=...)``."""
+    """``with ProgressBar(total, start) as bar: bar.update(step, loss=..., ...)``."""
 
     def __init__(self, total: int, start: int = 0, *, enabled: bool = True,
                  description: str = "train") -> None:
@@ -38,6 +39,7 @@ class ProgressBar:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
+            console=Console(stderr=True),
             transient=False,
             disable=not enabled,
         )

@@ -206,7 +206,7 @@ class Trainer:
         if self.args.max_grad_norm > 0:
             params = [p for opt in optimizers for g in opt.param_groups for p in g["params"]]
             grad_norm = float(nn.utils.clip_grad_norm_(params, self.args.max_grad_norm))
-        for name, opt in zip(names, optimizers):
+        for name, opt in zip(names, optimizers, strict=True):
             if self.scaler:
                 self.scaler.step(opt)
             else:
@@ -343,7 +343,8 @@ class Trainer:
             logs = self.step_fn(self, micro_batches[0])
             if self.scaler:
                 self.scaler.update()
-            return {k: float(v) for k, v in logs.items()}
+            return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+                    for k, v in logs.items()}
         total = torch.zeros((), device=self.device)
         for batch in micro_batches:
             with self.autocast():
@@ -404,7 +405,8 @@ class Trainer:
         if dataset is None or len(dataset) == 0:
             raise DataError("evaluation needs a non-empty eval_dataset")
         size = self.args.per_device_eval_batch_size
-        batches = [list(range(i, min(i + size, len(dataset)))) for i in range(0, len(dataset), size)]
+        n = len(dataset)
+        batches = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
         was_training = self.model.training
         self.model.eval()
         loss_sum, count, predictions, labels = 0.0, 0, [], []
