@@ -291,10 +291,20 @@ class Tokenizer:
         len_a, len_b = len(a[0]), 0 if b is None else len(b[0])
         if len_a + len_b <= budget:
             return a, b
-        if b is None or strategy == "only_first":
-            len_a = max(0, budget - len_b)
-        elif strategy == "only_second":
-            len_b = max(0, budget - len_a)
+        excess = len_a + len_b - budget
+        if b is None and strategy == "only_second":
+            raise ConfigError("truncation='only_second' needs a text_pair")
+        if b is None and strategy == "longest_first":
+            len_a = budget
+        elif strategy in ("only_first", "only_second"):
+            first = strategy == "only_first"
+            # Like the tokenizers library: the chosen sequence must keep at least one token.
+            if (len_a if first else len_b) <= excess:
+                raise DataError(f"cannot cut {excess} tokens from the "
+                                f"{'first' if first else 'second'} sequence alone with "
+                                f"truncation={strategy!r}; raise max_length or use "
+                                "'longest_first'")
+            len_a, len_b = (len_a - excess, len_b) if first else (len_a, len_b - excess)
         else:
             # Keep the shorter one whole if the longer can absorb the cut; otherwise split the
             # budget in halves, the odd token going to the longer sequence.
