@@ -67,4 +67,5 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
         except ValueError:
             raise DataError(f"{path}, line {line}: every value must be a number and the "
                             f"label an integer, got {row}") from None
-    return np.array(features, dtype=np.float32).reshape(len(body), -1), np.array(labels)
+    width = len(header) - 1  # an empty body still has one column per feature
+    return np.array(features, dtype=np.float32).reshape(len(body), width), np.array(labels)

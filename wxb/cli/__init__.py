@@ -1,0 +1,49 @@
+"""The `wxb` command: one module per subcommand, parsing and printing only.
+
+Bad input surfaces as a ``WxbError`` from the library; ``main`` prints it as the single line
+``wxb: error: <message>`` on stderr and exits with status 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from wxb.cli import demo, train, version
+from wxb.errors import WxbError
+
+app = typer.Typer(
+    name="wxb",
+    help="wxb: from Wx+b to LLaMA, every model of deep learning for language from scratch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("version")(version.version)
+app.command("demo", no_args_is_help=False)(demo.demo)
+app.command("train", no_args_is_help=False)(train.train)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the `wxb` command line (``argv`` defaults to ``sys.argv[1:]``)."""
+    try:
+        app(args=argv, prog_name="wxb")
+    except WxbError as err:
+        if _is_interrupt(err):
+            # Not bad input: the message says where the checkpoint is and how to resume.
+            print(err, file=sys.stderr)
+            sys.exit(130)
+        print(f"wxb: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _is_interrupt(err: WxbError) -> bool:
+    """Whether ``err`` is the Trainer's TrainingInterrupted.
+
+    Only a loaded Trainer raises it; looking it up in ``sys.modules`` keeps torch from loading
+    for commands that never train (``wxb --help`` stays fast).
+    """
+    trainer = sys.modules.get("wxb.train.trainer")
+    return trainer is not None and isinstance(err, trainer.TrainingInterrupted)

@@ -1,0 +1,5 @@
+"""``python -m wxb.cli`` runs the `wxb` command."""
+
+from wxb.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""`wxb demo`: run the first chapters end to end and print what each model reached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+def demo(
+    output_dir: Annotated[Path, typer.Option(help="where each run's result.json and loss "
+                                                  "curve go")] = Path("runs/demo"),
+) -> None:
+    """Run the demo: a NumPy MLP learns XOR, then an MLP and a CNN learn the 8x8 digits.
+
+    Needs no download and takes well under a minute on a laptop.
+    Each run writes result.json and loss_curve.png under the output dir.
+
+    Example: wxb demo --output-dir runs/demo
+    """
+    from wxb.demo import run_demo
+
+    console = Console()
+    summary = run_demo(output_dir, log=lambda line: console.print(f"[bold]>[/] {escape(line)}",
+                                                                  highlight=False))
+    table = Table(title="wxb demo")
+    for column in ("run", "accuracy", "expected", "parameters", "wall time"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for run in summary["runs"]:
+        mark = "[green]ok[/]" if run["met"] else "[red]missed[/]"
+        table.add_row(run["name"], f"{run['value']:.2%}", f">= {run['at_least']:.0%} {mark}",
+                      f"{run['num_parameters']:,}", f"{run['wall_time_s']:.1f} s")
+    console.print(table)
+    # Full paths on lines of their own, so they can be copied (a table cell would cut them).
+    console.print("loss curves:", highlight=False)
+    for run in summary["runs"]:
+        console.print(f"  {run['loss_curve']}", highlight=False, soft_wrap=True)
+    console.print(f"total wall time {summary['wall_time_s']:.1f} s; summary in "
+                  f"{Path(output_dir) / 'summary.json'}", highlight=False)
+    if not summary["all_met"]:
+        console.print("[red]a run missed its expected accuracy[/]")
+        raise typer.Exit(1)

@@ -1,0 +1,11 @@
+"""`wxb version`."""
+
+import wxb
+
+
+def version() -> None:
+    """Print the installed wxb version.
+
+    Example: wxb version
+    """
+    print(f"wxb {wxb.__version__}")

@@ -1,0 +1,264 @@
+"""`wxb train` as a function: a YAML-shaped config in, a trained classifier and result.json out.
+
+The config has three sections, each optional::
+
+    model:    {type: cnn, <fields of that family's config>}         default: a cnn
+    data:     {name: digits, test_size: 0.2, split_seed: 0}          default: built-in digits
+              or {path: file.csv | file.npz, label_column: label, test_size: 0.2}
+    training: {<TrainingArguments fields>}
+
+A recipe adds ``name``, ``description`` and ``expected: {metric: eval_accuracy, at_least: 0.97}``.
+Sizes the data determines (``input_size``, ``image_size``, ``num_channels``, ``num_labels``) are
+filled in where the model section does not give them. The ``config`` stored in result.json is the
+complete, resolved config, so passing it back in reruns the same experiment.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wxb.config import check_known_keys, coerce
+from wxb.data import DictDataset, load_digits, read_features, train_test_split
+from wxb.errors import ConfigError, DataError
+from wxb.io import atomic_write_json
+from wxb.metrics import classification_metrics
+from wxb.models.base import Config
+from wxb.models.registry import config_class, model_class
+from wxb.train.arguments import TrainingArguments
+from wxb.train.checkpoint import load_weights
+from wxb.train.seed import set_seed
+from wxb.train.trainer import Trainer
+
+SECTIONS = ("model", "data", "training")
+RECIPE_KEYS = ("name", "description", "expected")
+DEFAULT_MODEL = "cnn"
+BUILTIN_DATA = {"digits": load_digits}
+DATA_DEFAULTS = {"test_size": 0.2, "split_seed": 0}
+DATA_KEYS = ("name", "path", "label_column", *DATA_DEFAULTS)
+# Unless told otherwise: evaluate on the held-out split every epoch, keep the most accurate model.
+TRAINING_DEFAULTS = {"output_dir": "runs/train", "eval_strategy": "epoch",
+                     "metric_for_best_model": "accuracy"}
+# What the final evaluation reports (the Trainer's loss plus classification_metrics).
+METRICS = ("eval_accuracy", "eval_loss")
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file; an empty file is the all-defaults config ``{}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; give a YAML file with sections "
+                          f"{', '.join(SECTIONS)} (or none, to train a cnn on digits)")
+    return parse_config(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_config(text: str, source: str) -> dict[str, Any]:
+    """Parse YAML ``text`` (read from ``source``, named in errors) into a config mapping."""
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"config file {source} is not valid YAML{where}: {problem}") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {source} must be a mapping with sections "
+                          f"{', '.join(SECTIONS)}, got a {type(config).__name__}")
+    return config
+
+
+def with_overrides(config: dict[str, Any], *, model: str | None = None, data: str | None = None,
+                   training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of ``config`` with command-line choices laid over it.
+
+    ``model`` names a model type; ``data`` a built-in dataset or a file path; ``training`` holds
+    TrainingArguments fields.
+    """
+    config = copy.deepcopy(config)
+    model_section, data_section, training_section = _sections(config)
+    if model is not None and model != model_section.get("type", DEFAULT_MODEL):
+        # Fields of another family would not fit the new one: start from its defaults.
+        config["model"] = {"type": model}
+    if data is not None:
+        kept = {k: v for k, v in data_section.items() if k not in ("name", "path")}
+        if data in BUILTIN_DATA:
+            kept.pop("label_column", None)
+            config["data"] = {"name": data, **kept}
+        else:
+            config["data"] = {"path": data, **kept}
+    if training:
+        config["training"] = {**training_section, **training}
+    return config
+
+
+def train_from_config(config: dict[str, Any], *, resume: bool | str = False) -> dict[str, Any]:
+    """Train the configured classifier, save the best model and return result.json's contents.
+
+    ``resume`` is True to continue the run in ``training.output_dir`` from its last checkpoint,
+    or the path of a run folder or checkpoint folder to continue from.
+
+    Writes into ``output_dir``: the Trainer's checkpoints, log.jsonl and loss_curve.png, the best
+    model as ``model/`` (config.json + model.safetensors) and ``result.json``.
+    """
+    start = time.perf_counter()
+    model_section, data_section, training_section = _sections(config)
+    args = TrainingArguments.from_dict({**TRAINING_DEFAULTS, **training_section})
+    model_type = model_section.get("type", DEFAULT_MODEL)
+    if not isinstance(model_type, str):
+        raise ConfigError(f"model.type must be a model type name such as 'cnn', got {model_type!r}")
+    fields = {k: v for k, v in model_section.items() if k != "type"}
+    config_cls, model_cls = config_class(model_type), model_class(model_type)
+    check_known_keys(config_cls, fields, f"{model_type} config field")
+    expected = _check_expected(config.get("expected"))
+    data_section = _check_data(data_section)
+
+    dataset = _load_data(data_section)
+    sizes = _sizes_from_data(config_cls, fields, dataset)
+    model_config = config_cls.from_dict({**sizes, **fields}, strict=True)
+    train_set, test_set = train_test_split(dataset, data_section["test_size"],
+                                           data_section["split_seed"])
+    # The model's forward names its input (pixel_values, input_features, ...).
+    train_set = train_set.rename("inputs", model_cls.main_input_name)
+    test_set = test_set.rename("inputs", model_cls.main_input_name)
+    # The initial weights depend on the seed alone, not on what ran before in this process.
+    set_seed(args.seed)
+    model = model_cls(model_config)
+    trainer = Trainer(model, args, train_dataset=train_set, eval_dataset=test_set,
+                      compute_metrics=classification_metrics)
+    trainer.train(resume_from_checkpoint=resume)
+
+    output_dir = Path(args.output_dir)
+    best = trainer.state.best_checkpoint
+    if best is not None and (output_dir / best).is_dir():
+        load_weights(model, output_dir / best)
+    metrics = trainer.evaluate()
+    model_dir = model.save_pretrained(output_dir / "model")
+    curve = output_dir / "loss_curve.png"
+    result: dict[str, Any] = {
+        "metrics": metrics,
+        "steps": trainer.state.global_step,
+        "epoch": trainer.state.epoch,
+        "num_parameters": model.num_parameters(),
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "best_checkpoint": best,
+        "model_dir": str(model_dir),
+        "loss_curve": str(curve) if curve.is_file() else None,
+        "config": {
+            **{k: config[k] for k in ("name", "description") if k in config},
+            "model": {"type": model_type, **_fields(model_config)},
+            "data": data_section,
+            "training": args.to_dict(),
+            **({"expected": expected} if expected else {}),
+        },
+    }
+    if expected:
+        value = metrics[expected["metric"]]
+        result["expected"] = {**expected, "value": value, "met": value >= expected["at_least"]}
+    atomic_write_json(output_dir / "result.json", result)
+    return result
+
+
+def _sections(config: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """The model, data and training sections (empty when absent); unknown sections are refused."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"a config must be a mapping with sections {', '.join(SECTIONS)}")
+    unknown = sorted(set(config) - set(SECTIONS) - set(RECIPE_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown config section {unknown[0]!r}; the sections are: "
+                          f"{', '.join(SECTIONS)} (recipes add {', '.join(RECIPE_KEYS)})")
+    sections = []
+    for name in SECTIONS:
+        section = config.get(name) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"config section {name!r} must be a mapping of fields, "
+                              f"got {section!r}")
+        sections.append(section)
+    return sections[0], sections[1], sections[2]
+
+
+def _check_data(section: dict[str, Any]) -> dict[str, Any]:
+    """The data section with defaults filled in and values converted to their types."""
+    unknown = sorted(set(section) - set(DATA_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown data field {unknown[0]!r}; known ones are: "
+                          f"{', '.join(DATA_KEYS)}")
+    if "name" in section and "path" in section:
+        raise ConfigError("data: give either name (built-in data) or path (a .csv/.npz file), "
+                          "not both")
+    if "label_column" in section and "path" not in section:
+        raise ConfigError("data.label_column applies to a data path (a .csv file) only")
+    section = {**DATA_DEFAULTS, **section}
+    if "path" not in section:
+        section.setdefault("name", next(iter(BUILTIN_DATA)))
+        if section["name"] not in BUILTIN_DATA:
+            raise ConfigError(f"unknown built-in data {section['name']!r}; choose one of: "
+                              f"{', '.join(BUILTIN_DATA)}, or give a path to a .csv/.npz file")
+    for key in ("path", "label_column"):
+        if key in section:
+            section[key] = str(section[key])
+    section["test_size"] = coerce("data.test_size", section["test_size"], float)
+    section["split_seed"] = coerce("data.split_seed", section["split_seed"], int)
+    return section
+
+
+def _load_data(section: dict[str, Any]) -> DictDataset:
+    if "path" in section:
+        return read_features(section["path"], section.get("label_column", "label"))
+    return BUILTIN_DATA[section["name"]]()
+
+
+def _sizes_from_data(config_cls: type[Config], given: dict[str, Any],
+                     dataset: DictDataset) -> dict[str, int]:
+    """The config fields the data determines: input size, image shape and number of labels."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    inputs, labels = dataset.tensors["inputs"], dataset.tensors["labels"]
+    if int(labels.min()) < 0:
+        raise DataError(f"labels must be class ids 0, 1, 2, ...; found {int(labels.min())}")
+    num_labels = int(labels.max()) + 1
+    if "num_labels" in given and coerce("num_labels", given["num_labels"], int) < num_labels:
+        raise ConfigError(f"model.num_labels is {given['num_labels']} but the data has labels "
+                          f"up to {num_labels - 1}; set num_labels: {num_labels} or leave it out")
+    sizes = {"num_labels": num_labels} if "num_labels" in fields else {}
+    example = tuple(inputs.shape[1:])
+    if "input_size" in fields:
+        sizes["input_size"] = math.prod(example)
+    if "image_size" in fields and not {"image_size", "num_channels"} <= set(given):
+        sizes.update(_image_shape(example))
+    return sizes
+
+
+def _image_shape(example: tuple[int, ...]) -> dict[str, int]:
+    if len(example) not in (2, 3):
+        raise DataError(f"a cnn needs images, examples of shape (channels, height, width) or "
+                        f"(height, width); this data has examples of shape {example}; use the "
+                        "mlp for flat features, or an .npz file whose X holds images")
+    channels, height, width = example if len(example) == 3 else (1, *example)
+    if height != width:
+        raise DataError(f"the cnn takes square images; this data's are {height}x{width}")
+    return {"num_channels": channels, "image_size": height}
+
+
+def _check_expected(expected: Any) -> dict[str, Any] | None:
+    """A recipe's promised result, ``{metric: eval_accuracy, at_least: 0.97}``."""
+    if expected is None:
+        return None
+    if not isinstance(expected, dict) or set(expected) != {"metric", "at_least"}:
+        raise ConfigError(f"expected must be a mapping with metric and at_least, e.g. "
+                          f"{{metric: eval_accuracy, at_least: 0.95}}; got {expected!r}")
+    if expected["metric"] not in METRICS:
+        raise ConfigError(f"expected.metric {expected['metric']!r} is not reported; choose one "
+                          f"of: {', '.join(METRICS)}")
+    return {"metric": expected["metric"],
+            "at_least": coerce("expected.at_least", expected["at_least"], float)}
+
+
+def _fields(model_config: Config) -> dict[str, Any]:
+    return {k: v for k, v in model_config.to_dict().items() if k != "model_type"}
