@@ -70,3 +70,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_json_object(path: str | os.PathLike, error: type[Exception]) -> dict[str, Any]:
+    """Read a JSON file holding an object; anything else raises ``error`` naming the file."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise error(f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(values, dict):
+        raise error(f"{path} must hold a JSON object")
+    return values

@@ -17,7 +17,7 @@ from torch import nn
 
 from wxb.config import check_known_keys, coerce_fields
 from wxb.errors import CheckpointError, ConfigError
-from wxb.io import atomic_save, atomic_write_json
+from wxb.io import atomic_save, atomic_write_json, read_json_object
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -63,13 +63,7 @@ def read_config_json(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; a model folder needs a {CONFIG_NAME}")
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
-    if not isinstance(values, dict):
-        raise CheckpointError(f"{path} must hold a JSON object of config fields")
-    return values
+    return read_json_object(path, CheckpointError)
 
 
 def load_safetensors(model: nn.Module, path: str | Path) -> None:

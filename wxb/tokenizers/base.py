@@ -12,13 +12,12 @@ this base class adds what is the same for all of them, with Hugging Face semanti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from wxb.errors import ConfigError, DataError
-from wxb.io import atomic_write_json
+from wxb.io import atomic_write_json, read_json_object
 
 SPECIAL_NAMES = ("pad", "unk", "bos", "eos", "cls", "sep", "mask")
 CONFIG_FILE = "tokenizer_config.json"
@@ -408,13 +407,7 @@ def read_tokenizer_config(folder: Path) -> dict[str, Any]:
     path = folder / CONFIG_FILE
     if not path.is_file():
         return {}
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
-    if not isinstance(config, dict):
-        raise DataError(f"{path} must hold a JSON object")
-    return config
+    return read_json_object(path, DataError)
 
 
 def _side(name: str, value: str) -> str:
