@@ -10,7 +10,7 @@ demo: $(STAMP)
 	$(BIN)/wxb demo
 
 test: $(STAMP)
-	$(BIN)/ruff check wxb tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check wxb tests benchmarks
-	$(BIN)/ruff format --check wxb tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
