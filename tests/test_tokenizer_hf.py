@@ -15,6 +15,7 @@ from tokenizers import Tokenizer as Backend
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from wxb.errors import ConfigError, DataError
+from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.chat import CHATML, LLAMA3, render_chat
 from wxb.tokenizers.hf import HFTokenizer, options_from_hf_config
 
@@ -96,15 +97,22 @@ def reference(path: Path, options: dict) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_file=str(path), **kwargs)
 
 
+class PythonPath(HFTokenizer):
+    """The same tokenizer through the base class's Python path instead of the Rust batch."""
+
+    _encode_batch = Tokenizer._encode_batch
+
+
 def as_lists(encoding) -> dict:
     return {k: [[tuple(x) if isinstance(x, (list, tuple)) else x for x in row] for row in v]
             for k, v in encoding.items()}
 
 
+@pytest.mark.parametrize("cls", [HFTokenizer, PythonPath])
 @pytest.mark.parametrize("name", ["wordpiece", "gpt2", "llama3"])
-def test_every_line_encodes_as_transformers_does(files, name):
+def test_every_line_encodes_as_transformers_does(files, name, cls):
     path, options = files[name]
-    ours, ref = HFTokenizer.from_file(path, **options), reference(path, options)
+    ours, ref = cls.from_file(path, **options), reference(path, options)
     lines = corpus_lines()
     assert len(lines) > 100
     for line in lines:
@@ -125,9 +133,10 @@ def test_every_line_encodes_as_transformers_does(files, name):
     dict(truncation="only_second", max_length=24, padding=True),
     dict(padding=True, pad_to_multiple_of=8, return_special_tokens_mask=True),
 ])
-def test_pairs_padding_and_truncation_as_transformers(files, name, settings):
+@pytest.mark.parametrize("cls", [HFTokenizer, PythonPath])
+def test_pairs_padding_and_truncation_as_transformers(files, name, settings, cls):
     path, options = files[name]
-    ours, ref = HFTokenizer.from_file(path, **options), reference(path, options)
+    ours, ref = cls.from_file(path, **options), reference(path, options)
     lines = corpus_lines(40)[:60]
     firsts, seconds = lines[::2], lines[1::2]
     firsts = firsts[:len(seconds)]

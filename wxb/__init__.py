@@ -14,6 +14,7 @@ __all__ = [
     "WxbError",
     "__version__",
     "from_pretrained",
+    "load_tokenizer",
 ]
 
 
@@ -23,6 +24,10 @@ def __getattr__(name: str):
         import wxb.train
 
         return getattr(wxb.train, name)
+    if name == "load_tokenizer":
+        from wxb.tokenizers import load_tokenizer
+
+        return load_tokenizer
     if name == "from_pretrained":
         from wxb.hub import from_pretrained
 

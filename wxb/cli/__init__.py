@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from wxb.cli import demo, train, version
+from wxb.cli import demo, tokenize, train, version
 from wxb.errors import WxbError
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ app = typer.Typer(
 app.command("version")(version.version)
 app.command("demo", no_args_is_help=False)(demo.demo)
 app.command("train", no_args_is_help=False)(train.train)
+app.command("tokenize")(tokenize.tokenize)
+app.add_typer(tokenize.tokenizer_app, name="tokenizer")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -239,17 +239,7 @@ class Tokenizer:
         for t in texts + (pairs or []):
             if not isinstance(t, str):
                 raise DataError(f"tokenizers take str, got {type(t).__name__}: {t!r:.60}")
-        firsts = self._encode_texts(texts)
-        seconds = self._encode_texts(pairs) if pairs is not None else [None] * len(texts)
         limit = self._max_length(truncation, padding, max_length)
-        rows = []
-        for a, b in zip(firsts, seconds, strict=True):
-            if truncation and limit is not None:
-                budget = limit - (self.num_special_tokens_to_add(b is not None)
-                                  if add_special_tokens else 0)
-                a, b = self._truncate(a, b, budget, truncation)
-            rows.append(self._apply_template(a, b, add_special_tokens))
-        self._pad(rows, padding, limit, pad_to_multiple_of, padding_side or self.padding_side)
         keys = ["input_ids"]
         if return_token_type_ids or (return_token_type_ids is None and
                                      "token_type_ids" in self.model_input_names):
@@ -260,10 +250,39 @@ class Tokenizer:
             keys.append("offset_mapping")
         if return_special_tokens_mask:
             keys.append("special_tokens_mask")
-        out = BatchEncoding({k: [r[k] for r in rows] for k in keys})
+        padding = _padding_strategy(padding)
+        if padding and self.pad_token_id is None:
+            raise ConfigError("padding needs a pad token; set special_tokens={'pad': ...} "
+                              "(for a GPT-style tokenizer, the eos token is the usual choice)")
+        columns = self._encode_batch(
+            texts, pairs, keys=keys, add_special_tokens=add_special_tokens,
+            truncation=_truncation_strategy(truncation) if limit is not None else None,
+            max_length=limit, padding=padding, pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=_side("padding_side", padding_side or self.padding_side))
+        out = BatchEncoding(columns)
         if return_tensors is not None:
             return _as_tensors(out, return_tensors)
         return BatchEncoding({k: v[0] for k, v in out.items()}) if single else out
+
+    def _encode_batch(self, texts: list[str], pairs: list[str] | None, *, keys: list[str],
+                      add_special_tokens: bool, truncation: str | None, max_length: int | None,
+                      padding: str | None, pad_to_multiple_of: int | None,
+                      padding_side: str) -> dict[str, list]:
+        """The encoded batch as columns (``{"input_ids": [[...], ...], ...}``) of ``keys``.
+
+        This is the reference path, in Python; a fast backend overrides it.
+        """
+        firsts = self._encode_texts(texts)
+        seconds = self._encode_texts(pairs) if pairs is not None else [None] * len(texts)
+        rows = []
+        for a, b in zip(firsts, seconds, strict=True):
+            if truncation:
+                budget = max_length - (self.num_special_tokens_to_add(b is not None)
+                                       if add_special_tokens else 0)
+                a, b = self._truncate(a, b, budget, truncation)
+            rows.append(self._apply_template(a, b, add_special_tokens))
+        self._pad(rows, padding, max_length, pad_to_multiple_of, padding_side)
+        return {k: [r[k] for r in rows] for k in keys}
 
     def _max_length(self, truncation: bool | str, padding: bool | str,
                     max_length: int | None) -> int | None:
@@ -278,12 +297,8 @@ class Tokenizer:
             return self.model_max_length
         return None
 
-    def _truncate(self, a, b, budget: int, strategy: bool | str):
+    def _truncate(self, a, b, budget: int, strategy: str):
         """Cut ``a`` (and ``b``) to ``budget`` tokens in all, as the ``tokenizers`` library does."""
-        strategy = "longest_first" if strategy is True else strategy
-        if strategy not in ("longest_first", "only_first", "only_second"):
-            raise ConfigError(f"unknown truncation {strategy!r}; choose one of: True, "
-                              "'longest_first', 'only_first', 'only_second'")
         if budget < 0:
             raise ConfigError(f"max_length is {-budget} too short for the special tokens the "
                               "template adds; raise max_length")
@@ -321,25 +336,16 @@ class Tokenizer:
             return ids[start:], offsets[start:]
         return ids[:keep], offsets[:keep]
 
-    def _pad(self, rows: list[dict[str, list]], padding: bool | str, limit: int | None,
+    def _pad(self, rows: list[dict[str, list]], padding: str | None, limit: int | None,
              multiple: int | None, side: str) -> None:
         for r in rows:
             r["attention_mask"] = [1] * len(r["input_ids"])
-        if padding in (False, "do_not_pad", None):
+        if padding is None:
             return
-        if padding in (True, "longest"):
-            target = max(len(r["input_ids"]) for r in rows)
-        elif padding == "max_length":
-            target = limit
-        else:
-            raise ConfigError(f"unknown padding {padding!r}; choose one of: False, True, "
-                              "'longest', 'max_length'")
+        target = limit if padding == "max_length" else max(len(r["input_ids"]) for r in rows)
         if multiple:
             target = -(-target // multiple) * multiple
         pad_id = self.pad_token_id
-        if pad_id is None:
-            raise ConfigError("padding needs a pad token; set special_tokens={'pad': ...} "
-                              "(for a GPT-style tokenizer, the eos token is the usual choice)")
         fill = {"input_ids": pad_id, "token_type_ids": 0, "attention_mask": 0,
                 "offset_mapping": (0, 0), "special_tokens_mask": 1}
         for r in rows:
@@ -408,6 +414,28 @@ def read_tokenizer_config(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     return read_json_object(path, DataError)
+
+
+def _padding_strategy(padding: bool | str | None) -> str | None:
+    if padding in (False, None, "do_not_pad"):
+        return None
+    if padding in (True, "longest"):
+        return "longest"
+    if padding == "max_length":
+        return padding
+    raise ConfigError(f"unknown padding {padding!r}; choose one of: False, True, 'longest', "
+                      "'max_length'")
+
+
+def _truncation_strategy(truncation: bool | str | None) -> str | None:
+    if truncation in (False, None, "do_not_truncate"):
+        return None
+    if truncation is True:
+        return "longest_first"
+    if truncation in ("longest_first", "only_first", "only_second"):
+        return truncation
+    raise ConfigError(f"unknown truncation {truncation!r}; choose one of: True, "
+                      "'longest_first', 'only_first', 'only_second'")
 
 
 def _side(name: str, value: str) -> str:

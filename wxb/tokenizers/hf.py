@@ -18,6 +18,10 @@ from wxb.io import atomic_save
 from wxb.tokenizers.base import SPECIAL_NAMES, Offsets, Tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
+# BatchEncoding key -> attribute of a tokenizers.Encoding
+ENCODING_FIELDS = {"input_ids": "ids", "token_type_ids": "type_ids",
+                   "attention_mask": "attention_mask", "offset_mapping": "offsets",
+                   "special_tokens_mask": "special_tokens_mask"}
 # transformers classes whose models take token_type_ids (so their tokenizers return them).
 SEGMENT_AWARE = {"BertTokenizer", "ElectraTokenizer", "AlbertTokenizer", "XLNetTokenizer",
                  "FunnelTokenizer", "LayoutLMTokenizer", "MobileBertTokenizer"}
@@ -63,6 +67,34 @@ class HFTokenizer(Tokenizer):
     def _encode_texts(self, texts: Sequence[str]) -> list[tuple[list[int], Offsets]]:
         encodings = self.backend.encode_batch(list(texts), add_special_tokens=False)
         return [(e.ids, e.offsets) for e in encodings]
+
+    def _encode_batch(self, texts: list[str], pairs: list[str] | None, *, keys: list[str],
+                      add_special_tokens: bool, truncation: str | None, max_length: int | None,
+                      padding: str | None, pad_to_multiple_of: int | None,
+                      padding_side: str) -> dict[str, list]:
+        """The whole batch in Rust: pieces, special tokens, truncation and padding.
+
+        Gives what the base class's Python path gives (tests compare both), several times
+        faster. Like transformers' fast tokenizers, it sets the backend's truncation and
+        padding for the call, so one HFTokenizer must not encode from two threads at once.
+        """
+        backend = self.backend
+        if truncation:
+            backend.enable_truncation(max_length, strategy=truncation,
+                                      direction=self.truncation_side)
+        if padding:
+            backend.enable_padding(direction=padding_side, pad_id=self.pad_token_id,
+                                   pad_token=self.pad_token, pad_to_multiple_of=pad_to_multiple_of,
+                                   length=max_length if padding == "max_length" else None)
+        inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
+        try:
+            encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        except Exception as err:  # the Rust side reports truncation that cannot be done
+            raise DataError(f"cannot encode this batch: {err}") from None
+        finally:
+            backend.no_truncation()
+            backend.no_padding()
+        return {key: [getattr(e, ENCODING_FIELDS[key]) for e in encodings] for key in keys}
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         text = self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)

@@ -1,0 +1,73 @@
+"""Train any wxb tokenizer from text files (what `wxb tokenizer train` runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from wxb.errors import ConfigError
+from wxb.tokenizers.base import Tokenizer
+from wxb.tokenizers.corpus import read_corpus
+
+BERT_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+KINDS = ("bpe", "wordpiece", "char", "word")
+
+
+def train_tokenizer(kind: str, corpus: Sequence[str | Path], *, vocab_size: int,
+                    min_frequency: int = 2, segmenter: str = "whitespace",
+                    fast: bool = False) -> Tokenizer:
+    """Train a ``kind`` tokenizer on the lines of the ``corpus`` files.
+
+    ``bpe`` is the readable byte-level BPE (``fast=True``: the tokenizers library's trainer);
+    ``wordpiece`` is BERT's, trained with the tokenizers library; ``char`` and ``word`` keep
+    the ``vocab_size`` most frequent tokens seen at least ``min_frequency`` times.
+    """
+    if kind not in KINDS:
+        raise ConfigError(f"unknown tokenizer kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    if vocab_size < 1:
+        raise ConfigError(f"vocab_size must be >= 1, got {vocab_size}")
+    lines = [line for path in corpus for line in read_corpus(path).splitlines()]
+    if kind == "bpe" and not fast:
+        from wxb.tokenizers.bpe import BPETokenizer
+
+        return BPETokenizer.train(lines, vocab_size, min_frequency=min_frequency)
+    if kind in ("char", "word"):
+        from wxb.tokenizers.load import tokenizer_class
+
+        options = {"segmenter": segmenter} if kind == "word" else {}
+        return tokenizer_class(kind).train(lines, min_frequency=min_frequency,
+                                           max_size=vocab_size, **options)
+    return _train_with_tokenizers_library(kind, lines, vocab_size, min_frequency)
+
+
+def _train_with_tokenizers_library(kind: str, lines: list[str], vocab_size: int,
+                                   min_frequency: int) -> Tokenizer:
+    from tokenizers import Tokenizer as Backend
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+    if kind == "wordpiece":
+        backend = Backend(models.WordPiece(unk_token="[UNK]"))
+        backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                            special_tokens=list(BERT_SPECIALS.values()))
+    else:
+        backend = Backend(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                      special_tokens=["<|endoftext|>"],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(lines, trainer)
+    size = backend.get_vocab_size()
+    if size > vocab_size:  # the trainer keeps the whole alphabet whatever vocab_size says
+        raise ConfigError(f"vocab_size {vocab_size} is smaller than this corpus's base alphabet "
+                          f"and special tokens ({size}); use vocab_size >= {size}")
+    if kind == "wordpiece":
+        from wxb.tokenizers.wordpiece import WordPieceTokenizer
+
+        return WordPieceTokenizer(backend.get_vocab())
+    from wxb.tokenizers.hf import HFTokenizer
+
+    eos = "<|endoftext|>"
+    return HFTokenizer(backend, special_tokens={"bos": eos, "eos": eos, "unk": eos})
