@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 from itertools import islice
 from pathlib import Path
@@ -39,6 +40,10 @@ def corpus_lines(limit: int = 400) -> list[str]:
         for path in sorted((DATA / folder).rglob(pattern))[:1]:
             with open(path, encoding="utf-8") as f:
                 lines += [line.rstrip("\n") for line in islice(f, limit)]
+    if len(lines) < 100:  # no data folder here: random mixed-script lines instead
+        rng = random.Random(0)
+        alphabet = "abcdefghij KLMNOP,.!?'0123 éüñ中文字词语你好。，😀\t\n"
+        lines += ["".join(rng.choices(alphabet, k=rng.randint(1, 60))) for _ in range(limit)]
     return lines
 
 

@@ -177,6 +177,24 @@ def template_from_post_processor(processor: dict[str, Any] | None) -> dict[str, 
                     "TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence")
 
 
+def post_processor_from_template(template: dict[str, list[str]],
+                                 vocab: dict[str, int]) -> dict[str, Any]:
+    """The inverse of ``template_from_post_processor``: a ``TemplateProcessing`` for the file."""
+    def items(part: str) -> list[dict[str, Any]]:
+        out = []
+        for item in template[part]:
+            name, _, type_id = item.partition(":")
+            kind = "Sequence" if name in ("$A", "$B") else "SpecialToken"
+            out.append({kind: {"id": name.removeprefix("$"), "type_id": int(type_id or 0)}})
+        return out
+
+    names = sorted({item.partition(":")[0] for part in ("single", "pair")
+                    for item in template[part] if not item.startswith("$")})
+    return {"type": "TemplateProcessing", "single": items("single"), "pair": items("pair"),
+            "special_tokens": {name: {"id": name, "ids": [vocab[name]], "tokens": [name]}
+                               for name in names}}
+
+
 def _template_item(item: dict[str, Any]) -> str:
     if "Sequence" in item:
         name, type_id = "$" + item["Sequence"]["id"], item["Sequence"]["type_id"]
