@@ -1,17 +1,51 @@
-"""Load and save Hugging Face style model folders (``config.json`` + ``model.safetensors``).
+"""Load and save Hugging Face model folders (``config.json`` + safetensors weights).
 
-``from_pretrained`` reads ``model_type`` (and ``architectures``) from ``config.json`` and builds
-the registered wxb class. A name that is not a local folder is treated as a Hugging Face Hub id
-and downloaded with ``huggingface_hub`` when it is installed and the network allows.
+``from_pretrained`` reads ``model_type`` (and ``architectures``) from ``config.json``, builds the
+registered wxb class and loads ``model.safetensors`` (or its shards, or a legacy
+``pytorch_model.bin`` read with ``weights_only=True``). A name that is not a local folder is a
+Hugging Face Hub id, downloaded with ``huggingface_hub`` when installed and online.
+
+The weights keep Hugging Face's names; the one conversion is GPT-2's: Hugging Face stores its
+c_attn / c_proj / c_fc as ``Conv1D`` with (in, out) matrices, wxb as ``nn.Linear`` (out, in).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
 from wxb.errors import CheckpointError
+from wxb.io import atomic_save, atomic_write_json
 from wxb.models import registry
-from wxb.models.base import CONFIG_NAME, PreTrainedModel, read_config_json
+from wxb.models.base import CONFIG_NAME, WEIGHTS_NAME, PreTrainedModel, read_config_json
+
+StateDict = dict[str, torch.Tensor]
+CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
+
+
+def _gpt2_from_hf(state: StateDict) -> StateDict:
+    out = {}
+    for key, value in state.items():
+        if key.endswith((".attn.bias", ".attn.masked_bias")):
+            continue  # the causal-mask buffers old GPT-2 checkpoints carry
+        if not key.startswith(("transformer.", "lm_head.")):
+            key = "transformer." + key  # saved from GPT2Model, without the LM head
+        out[key] = value.t() if key.endswith(CONV1D) else value
+    return out
+
+
+def _gpt2_to_hf(state: StateDict) -> StateDict:
+    return {k: v.t() if k.endswith(CONV1D) else v for k, v in state.items()}
+
+
+# model_type -> (Hugging Face state dict -> wxb, wxb -> Hugging Face)
+CONVERSIONS: dict[str, tuple[Callable[[StateDict], StateDict], Callable[[StateDict], StateDict]]]
+CONVERSIONS = {"gpt2": (_gpt2_from_hf, _gpt2_to_hf)}
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -22,28 +56,104 @@ def resolve(name_or_path: str | Path) -> Path:
     name = str(name_or_path)
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/")):
         raise CheckpointError(f"model folder {name} does not exist; give a folder holding "
-                              f"{CONFIG_NAME} and model.safetensors")
+                              f"{CONFIG_NAME} and {WEIGHTS_NAME}")
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
         raise CheckpointError(f"{name} is not a local folder, and downloading it from the "
                               "Hugging Face Hub needs `pip install huggingface_hub`") from None
     try:
-        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.txt"]))
+        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.txt",
+                                                            "*.model"]))
     except Exception as err:  # offline, unknown repo, gated model: all end the same way
         raise CheckpointError(f"{name} is not a local folder and could not be downloaded from "
                               f"the Hugging Face Hub ({type(err).__name__}); check the name and "
                               "the network, or give a local folder") from None
 
 
-def from_pretrained(name_or_path: str | Path) -> PreTrainedModel:
+def read_state_dict(folder: Path) -> StateDict:
+    """The tensors of a model folder: one safetensors file, shards, or pytorch_model.bin."""
+    if (folder / WEIGHTS_NAME).is_file():
+        return load_file(folder / WEIGHTS_NAME)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return {k: v for shard in shards for k, v in load_file(folder / shard).items()}
+    if (folder / "pytorch_model.bin").is_file():
+        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise CheckpointError(f"{folder} has no weights: expected {WEIGHTS_NAME}, "
+                          "model.safetensors.index.json with shards, or pytorch_model.bin")
+
+
+def load_weights(model: PreTrainedModel, folder: str | Path) -> None:
+    """Load a folder's weights into ``model``; every key and shape must match."""
+    folder = Path(folder)
+    state = read_state_dict(folder)
+    convert = CONVERSIONS.get(model.config.model_type)
+    if convert:
+        state = convert[0](state)
+    expected = model.state_dict()
+    tied = _tied_names(model)
+    missing = [k for k in expected if k not in state and k not in tied]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+             for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected),
+                            ("shape mismatch (checkpoint vs model)", wrong)):
+            if keys:
+                more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+                parts.append(f"{label}: {', '.join(keys[:4])}{more}")
+        raise CheckpointError(f"{folder} does not fit {type(model).__name__} "
+                              f"({'; '.join(parts)}); check config.json against the weights")
+    model.load_state_dict(state, strict=False)  # tied copies may be absent; checked above
+
+
+def _tied_names(model: nn.Module) -> set[str]:
+    """Names of parameters that share their tensor with an earlier name (tied weights)."""
+    seen, tied = set(), set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            tied.add(name)
+        seen.add(id(p))
+    return tied
+
+
+def save_pretrained(model: PreTrainedModel, folder: str | Path) -> Path:
+    """Write ``config.json`` and ``model.safetensors``, each atomically, that ``transformers``
+    (and ``from_pretrained``) load."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tied = _tied_names(model)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k not in tied}
+    convert = CONVERSIONS.get(model.config.model_type)
+    if convert:
+        state = {k: v.contiguous() for k, v in convert[1](state).items()}
+    atomic_save(folder / WEIGHTS_NAME,
+                lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    atomic_write_json(folder / CONFIG_NAME,
+                      {**model.config.to_dict(), "architectures": [type(model).__name__]})
+    return folder
+
+
+def from_pretrained(name_or_path: str | Path,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:
     """Build the model a folder's ``config.json`` describes and load its weights."""
     folder = resolve(name_or_path)
     values = read_config_json(folder / CONFIG_NAME)
     model_type = values.get("model_type")
     if not model_type:
-        raise CheckpointError(f"{folder / CONFIG_NAME} has no model_type; add one of: "
+        raise CheckpointError(f"{folder / CONFIG_NAME} has no model_type; wxb supports: "
                               f"{', '.join(registry.FAMILIES)}")
     architectures = values.get("architectures") or [None]
     cls = registry.model_class(model_type, architectures[0])
-    return cls.from_pretrained(folder)
+    return load_pretrained(cls, folder, dtype)
+
+
+def load_pretrained(cls: type[PreTrainedModel], folder: str | Path,
+                    dtype: torch.dtype | None = None) -> PreTrainedModel:
+    folder = Path(folder)
+    model = cls(cls.config_class.from_dict(read_config_json(folder / CONFIG_NAME)))
+    load_weights(model, folder)
+    return model.to(dtype) if dtype is not None else model

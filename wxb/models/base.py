@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 from torch import nn
 
 from wxb.config import check_known_keys, coerce_fields
 from wxb.errors import CheckpointError, ConfigError
-from wxb.io import atomic_save, atomic_write_json, read_json_object
+from wxb.io import read_json_object
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -98,21 +98,16 @@ class PreTrainedModel(nn.Module):
         return sum(p.numel() for p in unique.values())
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = {**self.config.to_dict(), "architectures": [type(self).__name__]}
-        atomic_save(folder / WEIGHTS_NAME, lambda tmp: save_model(self, str(tmp)))
-        atomic_write_json(folder / CONFIG_NAME, config)
-        return folder
+        """Write ``config.json`` and ``model.safetensors`` that ``transformers`` loads."""
+        from wxb.hub import save_pretrained  # hub builds on the models, so import it late
+
+        return save_pretrained(self, folder)
 
     @classmethod
-    def from_pretrained(cls: type[M], folder: str | Path) -> M:
-        folder = Path(folder)
-        config = cls.config_class.from_dict(read_config_json(folder / CONFIG_NAME))
-        model = cls(config)
-        load_safetensors(model, folder / WEIGHTS_NAME)
-        return model
+    def from_pretrained(cls: type[M], folder: str | Path, dtype: torch.dtype | None = None) -> M:
+        from wxb.hub import load_pretrained
+
+        return load_pretrained(cls, folder, dtype)
 
     @property
     def device(self) -> torch.device:

@@ -14,6 +14,8 @@ from wxb.models.base import Config, PreTrainedModel
 FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "mlp": ("wxb.models.mlp", "MLPConfig", ("MLPForClassification",)),
     "cnn": ("wxb.models.cnn", "CNNConfig", ("CNNForImageClassification",)),
+    "gpt2": ("wxb.models.gpt2", "GPT2Config", ("GPT2LMHeadModel",)),
+    "llama": ("wxb.models.llama", "LlamaConfig", ("LlamaForCausalLM",)),
 }
 
 

@@ -26,7 +26,7 @@ from safetensors.torch import save_model
 
 from wxb.errors import CheckpointError
 from wxb.io import atomic_dir, atomic_write_json
-from wxb.models.base import load_safetensors
+from wxb.models.base import PreTrainedModel, load_safetensors
 
 POINTER = "checkpoints.json"
 WEIGHTS = "model.safetensors"
@@ -70,10 +70,10 @@ def save_checkpoint(
 ) -> Path:
     """Write a complete checkpoint folder atomically and return its path."""
     with atomic_dir(folder) as tmp:
-        save_model(model, str(tmp / WEIGHTS))  # drops the duplicate of tied weights
-        config = getattr(model, "config", None)
-        if config is not None and hasattr(config, "to_dict"):
-            (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        if isinstance(model, PreTrainedModel):  # a Hugging Face folder, loadable as a model
+            model.save_pretrained(tmp)
+        else:
+            save_model(model, str(tmp / WEIGHTS))  # drops the duplicate of tied weights
         torch.save({k: o.state_dict() for k, o in optimizers.items()}, tmp / "optimizer.pt")
         torch.save({k: s.state_dict() for k, s in schedulers.items()}, tmp / "scheduler.pt")
         if scaler is not None:
@@ -124,7 +124,12 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
     if saved_class and saved_class != this_class:
         raise CheckpointError(f"checkpoint {folder} holds a {saved_class}, not a {this_class}; "
                               "resume with the model it was trained with")
-    load_safetensors(model, folder / WEIGHTS)
+    if isinstance(model, PreTrainedModel):
+        from wxb.hub import load_weights as load_pretrained_weights
+
+        load_pretrained_weights(model, folder)
+    else:
+        load_safetensors(model, folder / WEIGHTS)
 
 
 def load_torch(folder: Path, name: str) -> Any:

@@ -1,0 +1,148 @@
+"""GPT-2 (Radford et al., 2019): a stack of pre-LayerNorm Transformer decoder blocks.
+
+    ids -> wte(ids) + wpe(positions) -> [x + attn(ln_1(x)); x + mlp(ln_2(x))] x n_layer
+        -> ln_f -> lm_head (the transpose of wte: tied weights) -> logits
+
+Parameter names are Hugging Face's. Hugging Face stores c_attn, c_proj and c_fc as ``Conv1D``
+with (in, out) weights; here they are ``nn.Linear`` (out, in), and ``wxb.hub`` transposes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from wxb.errors import ConfigError
+from wxb.models.base import Config
+from wxb.models.decoder import CausalLMBase
+from wxb.nn import KVCache, activation, attention
+
+
+@dataclass
+class GPT2Config(Config):
+    model_type = "gpt2"
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_inner: int | None = None  # default 4 * n_embd
+    activation_function: str = "gelu_new"
+    resid_pdrop: float = 0.1
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.02
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    bos_token_id: int | None = 50256
+    eos_token_id: int | None = 50256
+    pad_token_id: int | None = None
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        activation(self.activation_function)
+
+    @property
+    def max_position_embeddings(self) -> int:
+        return self.n_positions
+
+
+class GPT2Attention(nn.Module):
+    def __init__(self, config: GPT2Config, layer_idx: int) -> None:
+        super().__init__()
+        self.n_head, self.head_dim = config.n_head, config.n_embd // config.n_head
+        self.layer_idx = layer_idx
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v in one matmul
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_dropout = config.attn_pdrop
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        scale = 1 / math.sqrt(self.head_dim) if config.scale_attn_weights else 1.0
+        if config.scale_attn_by_inverse_layer_idx:
+            scale /= layer_idx + 1
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None,
+                need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (batch, seq, n_embd) -> (batch, seq, n_embd), attention weights or None."""
+        batch, seq, width = x.shape
+        q, k, v = self.c_attn(x).view(batch, seq, 3, self.n_head, self.head_dim).unbind(2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)
+        out, weights = attention(q, k, v, mask, is_causal=mask is None and seq > 1,
+                                 dropout_p=self.attn_dropout if self.training else 0.0,
+                                 scale=self.scale, need_weights=need_weights)
+        out = out.transpose(1, 2).reshape(batch, seq, width)
+        return self.resid_dropout(self.c_proj(out)), weights
+
+
+class GPT2MLP(nn.Module):
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        inner = config.n_inner or 4 * config.n_embd
+        self.c_fc = nn.Linear(config.n_embd, inner)
+        self.c_proj = nn.Linear(inner, config.n_embd)
+        self.act = activation(config.activation_function)
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, config: GPT2Config, layer_idx: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = GPT2Attention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = GPT2MLP(config)
+
+    def forward(self, x, mask, cache, need_weights):
+        attended, weights = self.attn(self.ln_1(x), mask, cache, need_weights)
+        x = x + attended
+        return x + self.mlp(self.ln_2(x)), weights
+
+
+class GPT2Model(nn.Module):
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList(GPT2Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+
+
+class GPT2LMHeadModel(CausalLMBase):
+    config_class = GPT2Config
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        # GPT-2 scales the residual projections by 1/sqrt(2 * n_layer): each block adds two.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, std=config.initializer_range / math.sqrt(2 * config.n_layer))
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+
+    def embed(self, input_ids: torch.Tensor,
+              position_ids: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        t = self.transformer
+        return t.drop(t.wte(input_ids) + t.wpe(position_ids)), {}
+
+    def layers(self) -> nn.ModuleList:
+        return self.transformer.h
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transformer.ln_f(x)

@@ -1,0 +1,18 @@
+"""Building blocks shared by every model: attention, positions, norms, feed-forward layers."""
+
+from wxb.nn.attention import KVCache, attention, make_mask
+from wxb.nn.feedforward import SwiGLU, activation
+from wxb.nn.norm import RMSNorm
+from wxb.nn.position import RotaryEmbedding, apply_rotary, sinusoidal_positions
+
+__all__ = [
+    "KVCache",
+    "RMSNorm",
+    "RotaryEmbedding",
+    "SwiGLU",
+    "activation",
+    "apply_rotary",
+    "attention",
+    "make_mask",
+    "sinusoidal_positions",
+]
