@@ -157,3 +157,23 @@ def load_pretrained(cls: type[PreTrainedModel], folder: str | Path,
     model = cls(cls.config_class.from_dict(read_config_json(folder / CONFIG_NAME)))
     load_weights(model, folder)
     return model.to(dtype) if dtype is not None else model
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "generation_config.json")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def convert_folder(source: str | Path, out: str | Path, dtype: str | None = None) -> Path:
+    """Re-save ``source`` (a folder or hub id) as config.json + one model.safetensors, with
+    the tokenizer files beside it, optionally cast to ``dtype``."""
+    if dtype is not None and dtype not in DTYPES:
+        raise CheckpointError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    folder = resolve(source)
+    model = from_pretrained(folder, DTYPES[dtype] if dtype else None)
+    out = save_pretrained(model, out)
+    for name in TOKENIZER_FILES:
+        if (folder / name).is_file() and folder.resolve() != out.resolve():
+            data = (folder / name).read_bytes()
+            atomic_save(out / name, lambda tmp, data=data: tmp.write_bytes(data))
+    return out

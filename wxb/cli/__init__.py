@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from wxb.cli import demo, tokenize, train, version
+from wxb.cli import convert, demo, params, tokenize, train, version
 from wxb.errors import WxbError
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.command("version")(version.version)
 app.command("demo", no_args_is_help=False)(demo.demo)
 app.command("train", no_args_is_help=False)(train.train)
 app.command("tokenize")(tokenize.tokenize)
+app.command("params")(params.params)
+app.command("convert")(convert.convert)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")
 
 

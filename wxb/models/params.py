@@ -1,0 +1,44 @@
+"""Parameter counts by component: where a model's weights are (what `wxb params` prints)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from torch import nn
+
+# First match wins; names are Hugging Face's.
+COMPONENTS = [
+    ("embeddings", r"(^|\.)(wte|wpe|embed_tokens|embeddings?)\."),
+    ("attention", r"(^|\.)(attn|self_attn|attention|c_attn)\."),
+    ("feed-forward", r"(^|\.)(mlp|intermediate|feed_forward|fc)\."),
+    ("norm", r"(^|\.)(ln_\w+|\w*layernorm|\w*layer_norm|norm|ln_f)\."),
+    ("head", r"(^|\.)(lm_head|classifier|pooler|cls|qa_outputs|score)\."),
+]
+
+
+@dataclass
+class ComponentCount:
+    component: str
+    parameters: int
+    trainable: int
+
+
+def component_of(name: str) -> str:
+    for component, pattern in COMPONENTS:
+        if re.search(pattern, name):
+            return component
+    return "other"
+
+
+def parameter_breakdown(model: nn.Module) -> list[ComponentCount]:
+    """Counts per component, in the order of COMPONENTS; a tied weight counts once (where it
+    first appears, usually the embeddings)."""
+    rows: dict[str, ComponentCount] = {}
+    for name, p in model.named_parameters():  # named_parameters skips tied duplicates
+        component = component_of(name)
+        row = rows.setdefault(component, ComponentCount(component, 0, 0))
+        row.parameters += p.numel()
+        row.trainable += p.numel() if p.requires_grad else 0
+    order = [c for c, _ in COMPONENTS] + ["other"]
+    return sorted(rows.values(), key=lambda r: order.index(r.component))
