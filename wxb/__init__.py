@@ -14,6 +14,7 @@ __all__ = [
     "WxbError",
     "__version__",
     "from_pretrained",
+    "generate",
     "load_tokenizer",
 ]
 
@@ -24,6 +25,10 @@ def __getattr__(name: str):
         import wxb.train
 
         return getattr(wxb.train, name)
+    if name == "generate":
+        from wxb.generation import generate
+
+        return generate
     if name == "load_tokenizer":
         from wxb.tokenizers import load_tokenizer
 

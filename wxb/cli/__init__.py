@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from wxb.cli import convert, demo, params, tokenize, train, version
+from wxb.cli import convert, demo, generate, params, tokenize, train, version
 from wxb.errors import WxbError
 
 app = typer.Typer(
@@ -27,6 +27,8 @@ app.command("train", no_args_is_help=False)(train.train)
 app.command("tokenize")(tokenize.tokenize)
 app.command("params")(params.params)
 app.command("convert")(convert.convert)
+app.command("generate")(generate.generate)
+app.command("chat")(generate.chat)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")
 
 
