@@ -12,8 +12,10 @@ from wxb.models.gpt2 import GPT2LMHeadModel
 from wxb.models.llama import LlamaForCausalLM
 
 GPT2_SHAPES = [
-    dict(n_embd=48, n_head=3, n_layer=2, n_positions=64, vocab_size=97),
+    dict(n_embd=48, n_head=3, n_layer=2, n_positions=64, vocab_size=97, bos_token_id=1,
+         eos_token_id=2),
     dict(n_embd=64, n_head=4, n_layer=3, n_positions=40, vocab_size=120, n_inner=100,
+         bos_token_id=1, eos_token_id=2,
          activation_function="gelu", scale_attn_by_inverse_layer_idx=True),
 ]
 ROPE_LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
@@ -164,3 +166,25 @@ def test_prompt_longer_than_the_context_window():
     model = GPT2LMHeadModel(wxb.models.gpt2.GPT2Config(**GPT2_SHAPES[0]))
     with pytest.raises(ConfigError, match="65 positions exceed the model's context window of 64"):
         model(torch.zeros(1, 65, dtype=torch.long))
+
+
+@pytest.mark.parametrize("settings", [
+    dict(do_sample=False),
+    dict(do_sample=True, top_p=0.8, temperature=0.7, top_k=0, num_return_sequences=2),
+    dict(do_sample=True, top_k=10, repetition_penalty=1.3),
+    dict(num_beams=3, num_return_sequences=2, length_penalty=0.7, early_stopping=True),
+    dict(num_beams=4, no_repeat_ngram_size=2, eos_token_id=5),
+])
+def test_generate_token_identical_to_transformers(pair, settings):
+    ours, ref, vocab = pair
+    torch.manual_seed(4)
+    ids = torch.randint(1, vocab, (2, 7))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    ids[1, :3] = 0
+    common = dict(max_new_tokens=12, pad_token_id=0, attention_mask=mask, **settings)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        theirs = ref.generate(ids, **common)
+        mine = wxb.generate(ours, ids, seed=7, **common)
+    assert torch.equal(mine, theirs)

@@ -46,11 +46,13 @@ def generate(
     lm, tokenizer = load_causal_lm(model)
     settings = _settings(max_new_tokens, sample and num_beams == 1, temperature, top_k, top_p,
                          seed, num_beams=num_beams, repetition_penalty=repetition_penalty)
-    print(prompt, end="", flush=True)
     if num_beams > 1:  # a beam's text is known only at the end
-        print(complete(lm, tokenizer, prompt, **settings))
+        print(prompt + complete(lm, tokenizer, prompt, **settings))
         return
-    for piece in stream_completion(lm, tokenizer, prompt, **settings):
+    pieces = stream_completion(lm, tokenizer, prompt, **settings)
+    first = next(pieces, "")  # bad settings fail here, before anything is printed
+    print(prompt + first, end="", flush=True)
+    for piece in pieces:
         print(piece, end="", flush=True)
     print()
 
