@@ -321,6 +321,8 @@ class Trainer:
                     if args.eval_strategy == "epoch" and not self._stop:
                         self._evaluate_and_save()
                 epoch += 1
+            if self.state.loss_count:  # stopped between log lines: keep the last losses
+                self._log_training({}, samples / max(time.perf_counter() - start_time, 1e-9))
         if ckpt.read_pointer(self.output_dir).get("last") != f"checkpoint-{self.state.global_step}":
             self._save("last")
         if args.plot_loss and self.state.log_history:
@@ -373,18 +375,23 @@ class Trainer:
         state.loss_sum += logs["loss"]
         state.loss_count += 1
         if state.global_step % max(args.logging_steps, 1) == 0 or state.global_step == total:
-            entry = {"step": state.global_step, "epoch": round(state.epoch, 4),
-                     "loss": state.loss_sum / state.loss_count,
-                     "learning_rate": next(iter(self.schedulers.values())).get_last_lr()[0],
-                     "samples_per_second": round(speed, 2)}
-            entry.update({k: v for k, v in logs.items() if k != "loss"})
-            state.loss_sum, state.loss_count = 0.0, 0
-            self._log(entry)
+            self._log_training(logs, speed)
         self._callback("on_step_end")
         if eval_now:
             self._evaluate_and_save()
         elif args.save_steps and state.global_step % args.save_steps == 0:
             self._save("last")
+
+    def _log_training(self, logs: dict[str, float], speed: float) -> None:
+        """Log the mean loss since the last training log line, with this step's extras."""
+        state = self.state
+        entry = {"step": state.global_step, "epoch": round(state.epoch, 4),
+                 "loss": state.loss_sum / state.loss_count,
+                 "learning_rate": next(iter(self.schedulers.values())).get_last_lr()[0],
+                 "samples_per_second": round(speed, 2)}
+        entry.update({k: v for k, v in logs.items() if k != "loss"})
+        state.loss_sum, state.loss_count = 0.0, 0
+        self._log(entry)
 
     def _log(self, entry: dict[str, float]) -> None:
         self.state.log_history.append(entry)
