@@ -316,7 +316,7 @@ def test_bad_input_gives_clear_errors(tmp_path):
         WordPieceTokenizer(VOCAB, special_tokens={"sentinel": "[UNK]"})
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes(b"[UNK]\ncaf\xe9\n")
-    with pytest.raises(DataError, match=r"latin1\.txt is not UTF-8 \(byte offset 9\)"):
+    with pytest.raises(DataError, match=r"latin1\.txt is not UTF-8: byte 0xe9 at byte offset 9"):
         WordPieceTokenizer(latin1)
     empty = tmp_path / "empty.txt"
     empty.write_text("")

@@ -30,6 +30,7 @@ from typing import Any
 from wxb.errors import ConfigError, DataError
 from wxb.io import atomic_write_text
 from wxb.tokenizers.base import Offsets, Tokenizer, read_tokenizer_config
+from wxb.tokenizers.corpus import read_corpus
 from wxb.tokenizers.hf import clean_up_tokenization, options_from_hf_config
 
 VOCAB_FILE = "vocab.txt"
@@ -118,12 +119,7 @@ def read_vocab_file(path: str | Path) -> dict[str, int]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist; give a BERT vocab.txt (one token per line)")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not UTF-8 (byte offset {err.start}); save the vocabulary "
-                        "as UTF-8") from None
+    text = read_corpus(path)
     lines = text.split("\n")
     if lines[-1] == "":  # the newline that ends the last line starts no token
         lines.pop()
