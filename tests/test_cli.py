@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -179,14 +178,20 @@ def test_resume_continues_the_run(capsys, tmp_path):
 
 
 def test_demo_prints_every_run(capsys, tmp_path):
-    code, out, _ = run_wxb(capsys, "demo", "--output-dir", tmp_path / "demo")
+    code, out, _ = run_wxb(capsys, "demo", "--output-dir", tmp_path / "demo",
+                           "--gpt-seconds", "3")
     assert code == 0
-    for name in ("scratch-xor", "digits-mlp", "digits-cnn", "total wall time"):
+    for name in ("scratch-xor", "digits-mlp", "digits-cnn", "total wall time", "greedy | The ",
+                 "top_k | The ", "top_p | The ", "python-help-gpt/loss_curve.png"):
         assert name in out
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["all_met"]
     for run in summary["runs"]:
         assert (tmp_path / "demo" / run["name"] / "loss_curve.png").is_file()
+    gpt = summary["gpt"]
+    assert [s["strategy"] for s in gpt["samples"]] == ["greedy", "top_k", "top_p"]
+    assert all(len(s["continuation"]) > 0 for s in gpt["samples"])
+    assert gpt["steps"] >= 1 and gpt["eval_loss"] < 5.0  # below uniform over ~100 characters
 
 
 # ----------------------------------------------------------------------------- the recipes
@@ -198,12 +203,10 @@ def test_the_digits_recipes_are_bundled():
 
 @pytest.mark.parametrize("name", ["digits-mlp", "digits-cnn"])
 def test_digits_recipe_reaches_its_expected_accuracy(tmp_path, name):
+    # The wall time (under a minute each) is measured by benchmarks/digits.py, not asserted here.
     recipe = load_recipe(name)
-    start = time.perf_counter()
     result = train_from_config(with_overrides(recipe, training={"output_dir": str(tmp_path)}))
-    elapsed = time.perf_counter() - start
     expected = recipe["expected"]
     accuracy = result["metrics"][expected["metric"]]
     assert accuracy >= expected["at_least"], f"{name}: {accuracy:.4f} < {expected['at_least']}"
     assert result["expected"]["met"]
-    assert elapsed < 60, f"{name} took {elapsed:.0f} s"
