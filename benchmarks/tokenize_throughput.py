@@ -3,7 +3,7 @@
 Both encode the same lines (tinyshakespeare, else generated text) into ids with special tokens,
 as one batch, in the same run; the best of several repeats counts. Prints one JSON line.
 
-    python benchmarks/tokenize.py [--data-dir ../shared/data] [--repeats 5]
+    python benchmarks/tokenize_throughput.py [--data-dir ../shared/data] [--repeats 5]
 """
 
 from __future__ import annotations

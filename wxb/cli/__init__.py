@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from wxb.cli import convert, demo, generate, params, tokenize, train, version
+from wxb.cli import convert, demo, generate, params, recipe, tokenize, train, version
 from wxb.errors import WxbError
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("convert")(convert.convert)
 app.command("generate")(generate.generate)
 app.command("chat")(generate.chat)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")
+app.add_typer(recipe.recipe_app, name="recipe")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,10 +14,13 @@ from rich.table import Table
 def demo(
     output_dir: Annotated[Path, typer.Option(help="where each run's result.json and loss "
                                                   "curve go")] = Path("runs/demo"),
+    gpt_seconds: Annotated[float, typer.Option(help="training time of the language model")]
+    = 120,
 ) -> None:
-    """Run the demo: a NumPy MLP learns XOR, then an MLP and a CNN learn the 8x8 digits.
+    """Run the demo: a NumPy MLP learns XOR, an MLP and a CNN learn the 8x8 digits, and a small
+    GPT-2 learns Python's help text, then writes with greedy, top-k and top-p decoding.
 
-    Needs no download and takes well under a minute on a laptop.
+    Needs no download and takes about three minutes on a laptop.
     Each run writes result.json and loss_curve.png under the output dir.
 
     Example: wxb demo --output-dir runs/demo
@@ -25,8 +28,9 @@ def demo(
     from wxb.demo import run_demo
 
     console = Console()
-    summary = run_demo(output_dir, log=lambda line: console.print(f"[bold]>[/] {escape(line)}",
-                                                                  highlight=False))
+    summary = run_demo(output_dir, gpt_seconds=gpt_seconds,
+                       log=lambda line: console.print(f"[bold]>[/] {escape(line)}",
+                                                      highlight=False))
     table = Table(title="wxb demo")
     for column in ("run", "accuracy", "expected", "parameters", "wall time"):
         table.add_column(column, justify="left" if column == "run" else "right")
@@ -35,9 +39,15 @@ def demo(
         table.add_row(run["name"], f"{run['value']:.2%}", f">= {run['at_least']:.0%} {mark}",
                       f"{run['num_parameters']:,}", f"{run['wall_time_s']:.1f} s")
     console.print(table)
+    gpt = summary["gpt"]
+    console.print(f"\n[bold]{escape(gpt['description'])}[/]: {gpt['num_parameters']:,} "
+                  f"parameters, {gpt['steps']} steps, validation loss {gpt['eval_loss']:.3f}")
+    for sample in gpt["samples"]:
+        console.print(f"[bold]{sample['strategy']:>6}[/] | {escape(sample['prompt'])}"
+                      f"{escape(sample['continuation'])}", highlight=False, soft_wrap=True)
     # Full paths on lines of their own, so they can be copied (a table cell would cut them).
     console.print("loss curves:", highlight=False)
-    for run in summary["runs"]:
+    for run in [*summary["runs"], gpt]:
         console.print(f"  {run['loss_curve']}", highlight=False, soft_wrap=True)
     console.print(f"total wall time {summary['wall_time_s']:.1f} s; summary in "
                   f"{Path(output_dir) / 'summary.json'}", highlight=False)

@@ -18,3 +18,11 @@ def load_digits() -> DictDataset:
     digits = sklearn_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     return DictDataset(inputs=images, labels=torch.tensor(digits.target, dtype=torch.int64))
+
+
+def python_help_text() -> str:
+    """Python's own help pages (``pydoc_data.topics``, shipped with CPython): about 465,000
+    characters of English prose and code, sorted by topic so the text is always the same."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[name] for name in sorted(topics))

@@ -1,19 +1,36 @@
 """YAML recipes reproducing the course's experiments, each with the result it is expected to reach.
 
-A recipe is a `wxb train` config (model, data, training) plus ``name``, ``description`` and
-``expected: {metric, at_least}``; ``train_from_config(load_recipe(name))`` runs it.
+A recipe is a training config plus ``name``, ``description``, ``task``, ``expected: {metric,
+at_least | at_most}`` and ``reported`` (what a measured run reached, and where). The task says
+what trains it:
+
+- ``classify`` (the default): a `wxb train` config, run by ``train_from_config``;
+- ``causal-lm``: a pretraining config (corpus, tokenizer, GPT-2 or LLaMA), run by ``pretrain``;
+  it may name ``sample_metrics`` computed on the model's sampled continuations.
+
+``run_recipe(name, data_dir)`` runs one and writes ``runs/<name>/result.json``.
 """
 
 from __future__ import annotations
 
+import copy
+import re
+from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from wxb.errors import ConfigError
+from wxb.errors import ConfigError, DataError
+from wxb.io import atomic_write_json
 from wxb.train.from_config import SECTIONS, parse_config
 
 # What `wxb train` trains when given no config.
 DEFAULT_TRAIN_RECIPE = "digits-cnn"
+TASKS = ("classify", "causal-lm")
+
+# One line of a Tang poem ends at a full-width comma, full stop, question or exclamation mark,
+# or semicolon: "秦川雄帝宅，函谷壯皇居。" is two lines of five characters.
+POEM_LINE_END = re.compile("[，。？！；]")
 
 
 def recipe_names() -> list[str]:
@@ -38,3 +55,102 @@ def default_train_config() -> dict[str, Any]:
     """
     recipe = load_recipe(DEFAULT_TRAIN_RECIPE)
     return {section: recipe[section] for section in SECTIONS if section in recipe}
+
+
+def is_regular_poem(body: str) -> bool:
+    """Whether every line of ``body`` has 5 characters, or every line has 7 (at least two lines).
+
+    Those are the regular forms of Tang verse (五言 and 七言). Text after the last line end is an
+    unfinished line and counts as a line, so a poem cut off mid-line is not regular.
+    """
+    lines = POEM_LINE_END.split(body.strip())
+    if lines and lines[-1] == "":
+        lines.pop()
+    return len(lines) >= 2 and (all(len(line) == 5 for line in lines)
+                                or all(len(line) == 7 for line in lines))
+
+
+def regular_poem_share(poems: list[str]) -> float:
+    """The share of ``poems`` (bodies, or ``title：body``) whose lines all have 5 or all 7
+    characters; 0.0 for no poems."""
+    if not poems:
+        return 0.0
+    return sum(is_regular_poem(p.split("：", 1)[-1]) for p in poems) / len(poems)
+
+
+# What a causal-lm recipe's ``sample_metrics`` may name.
+SAMPLE_METRICS: dict[str, Callable[[list[str]], float]] = {
+    "regular_poem_share": regular_poem_share,
+}
+
+
+def run_recipe(name: str, data_dir: str | Path | None = None,
+               output_dir: str | Path | None = None, overrides: dict[str, Any] | None = None,
+               *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the recipe ``name`` and return its result (also written to ``result.json``).
+
+    ``data_dir`` is the folder that the recipe's relative data paths start from (the shared
+    data folder, e.g. ``../shared/data``); ``output_dir`` defaults to ``runs/<name>``;
+    ``overrides`` is a nested mapping laid over the recipe, e.g. ``{"training": {"max_steps":
+    20}}`` (a model of another ``type`` replaces the recipe's model section). The result
+    carries ``expected`` (with the measured value and whether it was met) and the recipe's
+    ``reported`` numbers.
+    """
+    recipe = load_recipe(name)
+    overrides = overrides or {}
+    new_type = (overrides.get("model") or {}).get("type")
+    if new_type is not None and new_type != (recipe.get("model") or {}).get("type"):
+        # Fields of another family would not fit the new one: start from its defaults.
+        recipe.pop("model", None)
+    recipe = _merge(recipe, overrides)
+    task = recipe.get("task", "classify")
+    if task not in TASKS:
+        raise ConfigError(f"recipe {name}: unknown task {task!r}; choose one of: "
+                          f"{', '.join(TASKS)}")
+    output_dir = Path("runs") / name if output_dir is None else Path(output_dir)
+    recipe["training"] = {**(recipe.get("training") or {}), "output_dir": str(output_dir)}
+    data = recipe.get("data") or {}
+    if "path" in data:
+        recipe["data"] = {**data, "path": _resolve(data["path"], data_dir, name)}
+    if task == "classify":
+        from wxb.train.from_config import train_from_config
+
+        result = train_from_config(recipe)
+    else:
+        from wxb.train.pretrain import pretrain
+
+        metric_names = recipe.pop("sample_metrics", None) or []
+        unknown = sorted(set(metric_names) - set(SAMPLE_METRICS))
+        if unknown:
+            raise ConfigError(f"recipe {name}: unknown sample metric {unknown[0]!r}; known: "
+                              f"{', '.join(SAMPLE_METRICS)}")
+        result = pretrain(recipe, log=log,
+                          sample_metrics={m: SAMPLE_METRICS[m] for m in metric_names})
+    result = {"recipe": name, **result, "reported": recipe.get("reported")}
+    atomic_write_json(output_dir / "result.json", result)
+    return result
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, mapping by mapping (neither is changed)."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _resolve(paths: str | list[str], data_dir: str | Path | None, name: str) -> str | list[str]:
+    """Relative data paths start from ``data_dir``; say which folder to give when one is
+    missing."""
+    def one(path: str) -> str:
+        full = Path(data_dir or ".") / path
+        if not full.is_file():
+            raise DataError(f"recipe {name}: data file {full} does not exist; pass the folder "
+                              f"that holds {path} as data_dir (wxb recipe run {name} "
+                              "--data-dir DIR)")
+        return str(full)
+
+    return [one(p) for p in paths] if isinstance(paths, list) else one(paths)

@@ -7,7 +7,8 @@ The config has three sections, each optional::
               or {path: file.csv | file.npz, label_column: label, test_size: 0.2}
     training: {<TrainingArguments fields>}
 
-A recipe adds ``name``, ``description`` and ``expected: {metric: eval_accuracy, at_least: 0.97}``.
+A recipe adds ``name``, ``description``, ``task``, ``reported`` and ``expected: {metric:
+eval_accuracy, at_least: 0.97}`` (or ``at_most`` for a loss).
 Sizes the data determines (``input_size``, ``image_size``, ``num_channels``, ``num_labels``) are
 filled in where the model section does not give them. The ``config`` stored in result.json is the
 complete, resolved config, so passing it back in reruns the same experiment.
@@ -37,7 +38,7 @@ from wxb.train.seed import set_seed
 from wxb.train.trainer import Trainer
 
 SECTIONS = ("model", "data", "training")
-RECIPE_KEYS = ("name", "description", "expected")
+RECIPE_KEYS = ("name", "description", "task", "expected", "reported")
 DEFAULT_MODEL = "cnn"
 BUILTIN_DATA = {"digits": load_digits}
 DATA_DEFAULTS = {"test_size": 0.2, "split_seed": 0}
@@ -83,7 +84,7 @@ def with_overrides(config: dict[str, Any], *, model: str | None = None, data: st
     TrainingArguments fields.
     """
     config = copy.deepcopy(config)
-    model_section, data_section, training_section = _sections(config)
+    model_section, data_section, training_section = config_sections(config, SECTIONS, RECIPE_KEYS)
     if model is not None and model != model_section.get("type", DEFAULT_MODEL):
         # Fields of another family would not fit the new one: start from its defaults.
         config["model"] = {"type": model}
@@ -109,7 +110,7 @@ def train_from_config(config: dict[str, Any], *, resume: bool | str = False) -> 
     model as ``model/`` (config.json + model.safetensors) and ``result.json``.
     """
     start = time.perf_counter()
-    model_section, data_section, training_section = _sections(config)
+    model_section, data_section, training_section = config_sections(config, SECTIONS, RECIPE_KEYS)
     args = TrainingArguments.from_dict({**TRAINING_DEFAULTS, **training_section})
     model_type = model_section.get("type", DEFAULT_MODEL)
     if not isinstance(model_type, str):
@@ -117,7 +118,7 @@ def train_from_config(config: dict[str, Any], *, resume: bool | str = False) -> 
     fields = {k: v for k, v in model_section.items() if k != "type"}
     config_cls, model_cls = config_class(model_type), model_class(model_type)
     check_known_keys(config_cls, fields, f"{model_type} config field")
-    expected = _check_expected(config.get("expected"))
+    expected = check_expected(config.get("expected"), METRICS)
     data_section = _check_data(data_section)
 
     dataset = _load_data(data_section)
@@ -160,28 +161,31 @@ def train_from_config(config: dict[str, Any], *, resume: bool | str = False) -> 
         },
     }
     if expected:
-        value = metrics[expected["metric"]]
-        result["expected"] = {**expected, "value": value, "met": value >= expected["at_least"]}
+        result["expected"] = judge_expected(expected, metrics)
     atomic_write_json(output_dir / "result.json", result)
     return result
 
 
-def _sections(config: dict[str, Any]) -> tuple[dict, dict, dict]:
-    """The model, data and training sections (empty when absent); unknown sections are refused."""
+def config_sections(config: dict[str, Any], sections: tuple[str, ...],
+                    other_keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The named sections of ``config`` (empty when absent), refusing keys it does not know.
+
+    ``other_keys`` are the top-level keys that are not sections (a recipe's name, its promise).
+    """
     if not isinstance(config, dict):
-        raise ConfigError(f"a config must be a mapping with sections {', '.join(SECTIONS)}")
-    unknown = sorted(set(config) - set(SECTIONS) - set(RECIPE_KEYS))
+        raise ConfigError(f"a config must be a mapping with sections {', '.join(sections)}")
+    unknown = sorted(set(config) - set(sections) - set(other_keys))
     if unknown:
         raise ConfigError(f"unknown config section {unknown[0]!r}; the sections are: "
-                          f"{', '.join(SECTIONS)} (recipes add {', '.join(RECIPE_KEYS)})")
-    sections = []
-    for name in SECTIONS:
+                          f"{', '.join(sections)} (recipes add {', '.join(other_keys)})")
+    found = []
+    for name in sections:
         section = config.get(name) or {}
         if not isinstance(section, dict):
             raise ConfigError(f"config section {name!r} must be a mapping of fields, "
                               f"got {section!r}")
-        sections.append(section)
-    return sections[0], sections[1], sections[2]
+        found.append(section)
+    return found
 
 
 def _check_data(section: dict[str, Any]) -> dict[str, Any]:
@@ -246,18 +250,29 @@ def _image_shape(example: tuple[int, ...]) -> dict[str, int]:
     return {"num_channels": channels, "image_size": height}
 
 
-def _check_expected(expected: Any) -> dict[str, Any] | None:
-    """A recipe's promised result, ``{metric: eval_accuracy, at_least: 0.97}``."""
+def check_expected(expected: Any, metrics: tuple[str, ...]) -> dict[str, Any] | None:
+    """A recipe's promised result: ``{metric: eval_accuracy, at_least: 0.97}`` for a score, or
+    ``{metric: eval_loss, at_most: 1.5}`` for a loss; ``metrics`` are the ones the run reports."""
     if expected is None:
         return None
-    if not isinstance(expected, dict) or set(expected) != {"metric", "at_least"}:
-        raise ConfigError(f"expected must be a mapping with metric and at_least, e.g. "
-                          f"{{metric: eval_accuracy, at_least: 0.95}}; got {expected!r}")
-    if expected["metric"] not in METRICS:
+    bounds = ("at_least", "at_most")
+    if (not isinstance(expected, dict) or "metric" not in expected
+            or len(set(expected) & set(bounds)) != 1 or set(expected) - {"metric", *bounds}):
+        raise ConfigError(f"expected must be a mapping with metric and one of at_least, at_most, "
+                          f"e.g. {{metric: eval_accuracy, at_least: 0.95}}; got {expected!r}")
+    if expected["metric"] not in metrics:
         raise ConfigError(f"expected.metric {expected['metric']!r} is not reported; choose one "
-                          f"of: {', '.join(METRICS)}")
+                          f"of: {', '.join(metrics)}")
+    bound = next(b for b in bounds if b in expected)
     return {"metric": expected["metric"],
-            "at_least": coerce("expected.at_least", expected["at_least"], float)}
+            bound: coerce(f"expected.{bound}", expected[bound], float)}
+
+
+def judge_expected(expected: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
+    """``expected`` (from ``check_expected``) with the measured ``value`` and whether it was met."""
+    value = metrics[expected["metric"]]
+    met = value >= expected["at_least"] if "at_least" in expected else value <= expected["at_most"]
+    return {**expected, "value": value, "met": bool(met)}
 
 
 def _fields(model_config: Config) -> dict[str, Any]:

@@ -1,0 +1,50 @@
+"""`wxb recipe list` and `wxb recipe run NAME`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+recipe_app = typer.Typer(help="Run the course's experiments (YAML recipes).",
+                         no_args_is_help=True,
+                         context_settings={"help_option_names": ["-h", "--help"]})
+
+
+@recipe_app.command("list")
+def list_recipes() -> None:
+    """List the bundled recipes with their description and expected result.
+
+    Example: wxb recipe list
+    """
+    from wxb.recipes import load_recipe, recipe_names
+
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        expected = recipe.get("expected") or {}
+        goal = " ".join(f"{k} {v}" for k, v in expected.items())
+        print(f"{name:<20} {recipe.get('description', '').strip()[:70]}")
+        if goal:
+            print(f"{'':<20} expected: {goal}")
+
+
+@recipe_app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="recipe name (see `wxb recipe list`)")],
+    data_dir: Annotated[Path, typer.Option(help="folder the recipe's data paths start from")]
+    = Path("../shared/data"),
+    output_dir: Annotated[Path | None, typer.Option(help="default: runs/NAME")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="override the training steps")] = None,
+) -> None:
+    """Run a recipe and write runs/NAME/result.json with its metric and the expected value.
+
+    Example: wxb recipe run shakespeare-char --data-dir ../shared/data
+    """
+    from wxb.recipes import run_recipe
+
+    overrides = {"training": {"max_steps": max_steps}} if max_steps else None
+    result = run_recipe(name, data_dir, output_dir, overrides, log=print)
+    print(json.dumps({k: result[k] for k in ("recipe", "expected", "reported")
+                      if k in result}, indent=2, ensure_ascii=False))
