@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from wxb.errors import CheckpointError, ConfigError, DataError, TrainingError
@@ -379,6 +380,22 @@ def test_bf16_autocast_on_cpu(tmp_path):
     assert dtypes[0] == torch.bfloat16
     losses = [e["loss"] for e in trainer.state.log_history]
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_torch_compile_trains_like_eager_and_saves_plain_names(tmp_path):
+    runs = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = Regressor(dropout=0.0)
+        trainer = Trainer(model, args(tmp_path / str(compiled), max_steps=6,
+                                      torch_compile=compiled), train_dataset=Examples(37))
+        trainer.train()
+        runs[compiled] = (model, [e["loss"] for e in trainer.state.log_history if "loss" in e])
+    assert runs[True][1] == pytest.approx(runs[False][1], rel=1e-5)
+    assert runs[True][0].state_dict().keys() == runs[False][0].state_dict().keys()
+    assert trainer.train_model is not trainer.model  # the compiled wrapper did the training
+    saved = find_checkpoint(tmp_path / "True")
+    assert "net.0.weight" in load_file(saved / "model.safetensors")
 
 
 def test_fp16_needs_cuda(tmp_path):

@@ -52,6 +52,7 @@ class TrainingArguments:
     seed: int = 42
     data_seed: int | None = None  # seed of the shuffling order; defaults to `seed`
     full_determinism: bool = False
+    torch_compile: bool = False  # train through torch.compile(model); evaluation stays eager
 
     eval_strategy: str = "no"
     eval_steps: int = 0

@@ -35,6 +35,7 @@ from wxb.errors import ConfigError, DataError, TrainingError, WxbError
 from wxb.io import atomic_write_text
 from wxb.train import checkpoint as ckpt
 from wxb.train.arguments import TrainingArguments
+from wxb.train.distributed import Distributed
 from wxb.train.progress import ProgressBar, progress_enabled
 from wxb.train.schedules import get_scheduler
 from wxb.train.seed import enable_full_determinism, set_seed
@@ -153,14 +154,27 @@ class Trainer:
             enable_full_determinism(args.seed)
         else:
             set_seed(args.seed)
-        use_cuda = torch.cuda.is_available() and not args.use_cpu
-        self.device = torch.device("cuda" if use_cuda else "cpu")
+        self.dist = Distributed.from_env()
+        self.device = self.dist.device(args.use_cpu)
         if args.fp16 and self.device.type != "cuda":
             raise ConfigError("fp16 needs a CUDA GPU; on the CPU use bf16: true instead")
         if step_fn is not None and args.gradient_accumulation_steps != 1:
             raise ConfigError("a custom step_fn steps its optimizers itself; "
                               "set gradient_accumulation_steps to 1")
+        if step_fn is not None and self.dist.enabled:
+            raise ConfigError("a custom step_fn trains in one process; launch it without "
+                              "torchrun")
+        self.dist.init(self.device)
         self.model = model.to(self.device)
+        # What the training steps call: the model, maybe wrapped to average gradients across
+        # processes (DDP) and compiled. The wrappers share its parameters; evaluation and
+        # checkpoints use the plain model, so saved names never change.
+        self.train_model = self.model
+        if self.dist.enabled:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        if args.torch_compile:
+            self.train_model = torch.compile(self.train_model)
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         self.data_collator = data_collator or default_collate
@@ -175,6 +189,7 @@ class Trainer:
         self.schedulers: dict[str, Any] = {}
         self._stop = False
         self._interrupted = False
+        self._saved_step: int | None = None
 
     # ----------------------------------------------------------------- building blocks
 
@@ -188,7 +203,9 @@ class Trainer:
 
     def backward(self, loss: torch.Tensor) -> None:
         """Backpropagate ``loss``; a NaN/inf loss stops training before any weight changes."""
-        if not torch.isfinite(loss.detach()).all():
+        # Under torchrun every process must take the same branch, or the others would wait
+        # for this one's gradients forever.
+        if self.dist.any(not bool(torch.isfinite(loss.detach()).all()), self.device):
             raise _NonFiniteLoss(float(loss.detach().float()))
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
@@ -243,12 +260,18 @@ class Trainer:
                           generator=torch.Generator().manual_seed(0))
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        """The shuffled batches of one epoch; a function of the seed and the epoch only."""
-        n, size = len(self.train_dataset), self.args.per_device_train_batch_size
+        """The shuffled batches of one epoch; a function of the seed and the epoch only.
+
+        Under torchrun these are the global batches, which each process shards.
+        """
+        n = len(self.train_dataset)
+        size = self.args.per_device_train_batch_size * self.dist.world_size
         seed = self.args.seed if self.args.data_seed is None else self.args.data_seed
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
         batches = [order[i:i + size] for i in range(0, n, size)]
-        if self.args.dataloader_drop_last and len(batches[-1]) < size and len(batches) > 1:
+        # A last batch too small to give every process an example cannot be sharded.
+        smallest = size if self.args.dataloader_drop_last else self.dist.world_size
+        if len(batches[-1]) < smallest and len(batches) > 1:
             batches.pop()
         return batches
 
@@ -281,13 +304,16 @@ class Trainer:
         self.model.zero_grad(set_to_none=True)
         if resume_from_checkpoint:
             folder = self.output_dir if resume_from_checkpoint is True else resume_from_checkpoint
-            self._resume(ckpt.find_checkpoint(folder), len(self.train_dataset))
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._rewrite_log()
+            folder = ckpt.find_checkpoint(folder)
+            self._resume(folder, len(self.train_dataset))
+            self._saved_step = self.state.global_step
+        if self.dist.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._rewrite_log()
         self._stop = False
         start_time, start_step = time.perf_counter(), self.state.global_step
         samples = 0
-        enabled = progress_enabled(args.disable_tqdm)
+        enabled = progress_enabled(args.disable_tqdm) and self.dist.is_main
         with ProgressBar(total, self.state.global_step, enabled=enabled) as bar, \
                 self._catch_interrupt():
             self.bar = bar
@@ -297,12 +323,14 @@ class Trainer:
                 groups = [batches[i:i + args.gradient_accumulation_steps]
                           for i in range(0, len(batches), args.gradient_accumulation_steps)]
                 done_in_epoch = self.state.global_step - epoch * per_epoch
-                flat = [b for g in groups[done_in_epoch:] for b in g]
+                flat = [self.dist.shard(b) for g in groups[done_in_epoch:] for b in g]
                 data = iter(self._loader(self.train_dataset, flat))
                 for i in range(done_in_epoch, len(groups)):
+                    # Every process stops (or saves and stops) at the same step.
+                    self._stop = self.dist.any(self._stop, self.device)
                     if self.state.global_step >= total or self._stop:
                         break
-                    if self._interrupted:
+                    if self.dist.any(self._interrupted, self.device):
                         self._save_and_raise_interrupt()
                     rng_before = ckpt.capture_rng_state()
                     micro = [self._to_device(next(data)) for _ in groups[i]]
@@ -323,9 +351,9 @@ class Trainer:
                 epoch += 1
             if self.state.loss_count:  # stopped between log lines: keep the last losses
                 self._log_training({}, samples / max(time.perf_counter() - start_time, 1e-9))
-        if ckpt.read_pointer(self.output_dir).get("last") != f"checkpoint-{self.state.global_step}":
+        if self._saved_step != self.state.global_step:
             self._save("last")
-        if args.plot_loss and self.state.log_history:
+        if args.plot_loss and self.state.log_history and self.dist.is_main:
             from wxb.viz import plot_loss_curves
 
             plot_loss_curves(self.state.log_history, self.output_dir / "loss_curve.png")
@@ -350,7 +378,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for batch in micro_batches:
             with self.autocast():
-                loss = self.model(**batch).loss
+                loss = self.train_model(**batch).loss
             if loss is None:
                 raise ConfigError("the model returned no loss; put labels in the batch, or give "
                                   "the Trainer a step_fn that computes one")
@@ -360,7 +388,7 @@ class Trainer:
         grad_norm = self.optimizer_step()
         if self.scaler:
             self.scaler.update()
-        logs = {"loss": float(total) / len(micro_batches)}
+        logs = {"loss": self.dist.mean(float(total) / len(micro_batches), self.device)}
         if grad_norm is not None:
             logs["grad_norm"] = grad_norm
         return logs
@@ -395,8 +423,9 @@ class Trainer:
 
     def _log(self, entry: dict[str, float]) -> None:
         self.state.log_history.append(entry)
-        with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+        if self.dist.is_main:
+            with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
         self._callback("on_log", entry)
 
     def _rewrite_log(self) -> None:
@@ -476,11 +505,14 @@ class Trainer:
                  "num_train_examples": len(self.train_dataset),
                  "train_batch_size": self.args.per_device_train_batch_size,
                  "gradient_accumulation_steps": self.args.gradient_accumulation_steps}
-        ckpt.save_checkpoint(folder, self.model, optimizers=self.optimizers,
-                             schedulers=self.schedulers, scaler=self.scaler,
-                             rng_state=rng_state or ckpt.capture_rng_state(),
-                             trainer_state=state, training_args=self.args.to_dict())
-        ckpt.update_pointer(self.output_dir, **dict.fromkeys(pointers, name))
+        if self.dist.is_main:  # the processes hold the same weights: one of them writes
+            ckpt.save_checkpoint(folder, self.model, optimizers=self.optimizers,
+                                 schedulers=self.schedulers, scaler=self.scaler,
+                                 rng_state=rng_state or ckpt.capture_rng_state(),
+                                 trainer_state=state, training_args=self.args.to_dict())
+            ckpt.update_pointer(self.output_dir, **dict.fromkeys(pointers, name))
+        self.dist.barrier()
+        self._saved_step = self.state.global_step
         return folder
 
     def _resume(self, folder: Path, num_examples: int) -> None:
