@@ -3,6 +3,11 @@
 GPT-2 and LLaMA of about 10M parameters, fp32 on the CPU, batch 1 and batch 8, timed
 alternately in one run (best of several rounds). Both must produce the same tokens. One JSON line.
 
+Also measured: the floor of one decoding step, each weight matrix multiplied once (what any
+implementation of the same fp32 model must do per token), and the best ratio that floor allows:
+transformers' time per token over it. On a small CPU reading the weights dominates, so no
+implementation that keeps the same arithmetic can beat that ratio.
+
     python benchmarks/generate_throughput.py [--new-tokens 256] [--rounds 3]
 """
 
@@ -36,6 +41,20 @@ def best_time(fn, rounds: int, *args, **kwargs) -> tuple[float, torch.Tensor]:
     return best, out
 
 
+def matmul_floor(model: torch.nn.Module, batch: int, rounds: int = 50) -> float:
+    """Seconds to multiply a (batch, in) input by every Linear weight of ``model`` once."""
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = [torch.randn(batch, w.shape[1]) for w in weights]
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for x, w in zip(inputs, weights, strict=True):
+                torch.nn.functional.linear(x, w)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--new-tokens", type=int, default=256)
@@ -59,10 +78,15 @@ def main() -> None:
             t_ours, a = best_time(generate, args.rounds, ours, prompt, **settings)
             t_ref, b = best_time(ref.generate, args.rounds, prompt, **settings)
             tokens = batch * args.new_tokens
+            floor = matmul_floor(ours, batch)
             result[f"{family}_batch{batch}"] = {
                 "wxb_tokens_per_s": round(tokens / t_ours, 1),
                 "transformers_tokens_per_s": round(tokens / t_ref, 1),
-                "ratio": round(t_ref / t_ours, 3), "same_tokens": bool(torch.equal(a, b))}
+                "ratio": round(t_ref / t_ours, 3), "same_tokens": bool(torch.equal(a, b)),
+                "ms_per_step": {"wxb": round(1000 * t_ours / args.new_tokens, 3),
+                                "transformers": round(1000 * t_ref / args.new_tokens, 3),
+                                "weight_matmul_floor": round(1000 * floor, 3)},
+                "best_possible_ratio": round(t_ref / args.new_tokens / floor, 3)}
     print(json.dumps(result))
 
 
