@@ -34,7 +34,7 @@ GPT_DESCRIPTION = "A character-level GPT-2 learns Python's help pages for two mi
 DEMO_GPT = {
     "data": {"block_size": 128, "validation_fraction": 0.05},
     "tokenizer": {"kind": "char"},
-    "model": {"type": "gpt2", "n_layer": 4, "n_head": 4, "n_embd": 128,
+    "model": {"type": "gpt2", "n_layer": 4, "n_head": 2, "n_embd": 128,
               "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0},
     "training": {"max_steps": 5000, "per_device_train_batch_size": 32,
                  "per_device_eval_batch_size": 64, "learning_rate": 2e-3,
