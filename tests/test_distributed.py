@@ -1,4 +1,4 @@
-"""The Trainer under torchrun: two CPU processes (Gloo) train like one process with twice the batch.
+"""The Trainer under torchrun: two CPU processes (Gloo) train like one with twice the batch.
 
 The script below runs both ways: as one process with batches of 8, and under
 ``torchrun --nproc_per_node 2`` with batches of 4 per process (the same global batches of 8,
@@ -16,6 +16,9 @@ import textwrap
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from wxb.errors import ConfigError
+from wxb.train.distributed import Distributed
 
 SCRIPT = textwrap.dedent('''
     import sys
@@ -53,7 +56,7 @@ SCRIPT = textwrap.dedent('''
     args = TrainingArguments(output_dir=out, max_steps=12, per_device_train_batch_size=batch,
                              learning_rate=1e-2, logging_steps=1, eval_strategy="steps",
                              eval_steps=4, disable_tqdm=True, plot_loss=False,
-                             lr_scheduler_type="linear")
+                             lr_scheduler_type="linear", use_cpu=True)
     Trainer(Regressor(), args, train_dataset=Examples(40),
             eval_dataset=Examples(16, seed=1)).train()
 ''')
@@ -90,3 +93,20 @@ def test_two_processes_train_like_one_with_the_whole_batch(tmp_path):
                 assert b[key] == pytest.approx(a[key], rel=1e-5)
     pointer = json.loads((tmp_path / "ddp" / "checkpoints.json").read_text())
     assert pointer["last"] == "checkpoint-12"
+
+
+def test_the_layout_comes_from_torchruns_environment(monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    alone = Distributed.from_env()
+    assert (alone.enabled, alone.is_main, alone.shard([5, 6, 7])) == (False, True, [5, 6, 7])
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    second = Distributed.from_env()
+    assert (second.enabled, second.is_main) == (True, False)
+    assert second.shard([0, 1, 2, 3, 4, 5, 6]) == [1, 4]
+    assert second.device(use_cpu=True) == torch.device("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ConfigError, match="WORLD_SIZE must be integers"):
+        Distributed.from_env()

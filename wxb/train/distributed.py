@@ -48,9 +48,15 @@ class Distributed:
         return self.rank == 0
 
     def device(self, use_cpu: bool) -> torch.device:
-        if torch.cuda.is_available() and not use_cpu:
-            return torch.device("cuda", self.local_rank if self.enabled else 0)
-        return torch.device("cpu")
+        """This process' device: its own GPU (LOCAL_RANK) when there are GPUs, else the CPU."""
+        if not torch.cuda.is_available() or use_cpu:
+            return torch.device("cpu")
+        count = torch.cuda.device_count()
+        if self.local_rank >= count:
+            raise ConfigError(f"process LOCAL_RANK {self.local_rank} has no GPU of its own: this "
+                              f"machine has {count}; launch torchrun with --nproc_per_node "
+                              f"{count}, or train on the CPU with use_cpu: true")
+        return torch.device("cuda", self.local_rank)
 
     def init(self, device: torch.device) -> None:
         """Join the process group (once); every process must call this."""
