@@ -12,8 +12,10 @@ c_attn / c_proj / c_fc as ``Conv1D`` with (in, out) matrices, wxb as ``nn.Linear
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -25,6 +27,7 @@ from wxb.models import registry
 from wxb.models.base import CONFIG_NAME, WEIGHTS_NAME, PreTrainedModel, read_config_json
 
 StateDict = dict[str, torch.Tensor]
+logger = logging.getLogger("wxb")
 CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 
 
@@ -43,9 +46,14 @@ def _gpt2_to_hf(state: StateDict) -> StateDict:
     return {k: v.t() if k.endswith(CONV1D) else v for k, v in state.items()}
 
 
+def _bert_from_hf(state: StateDict) -> StateDict:
+    # Checkpoints saved by older transformers carry the position_ids buffer: no weight.
+    return {k: v for k, v in state.items() if not k.endswith("embeddings.position_ids")}
+
+
 # model_type -> (Hugging Face state dict -> wxb, wxb -> Hugging Face)
 CONVERSIONS: dict[str, tuple[Callable[[StateDict], StateDict], Callable[[StateDict], StateDict]]]
-CONVERSIONS = {"gpt2": (_gpt2_from_hf, _gpt2_to_hf)}
+CONVERSIONS = {"gpt2": (_gpt2_from_hf, _gpt2_to_hf), "bert": (_bert_from_hf, dict)}
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -85,29 +93,74 @@ def read_state_dict(folder: Path) -> StateDict:
                           "model.safetensors.index.json with shards, or pytorch_model.bin")
 
 
-def load_weights(model: PreTrainedModel, folder: str | Path) -> None:
-    """Load a folder's weights into ``model``; every key and shape must match."""
+def load_weights(model: PreTrainedModel, folder: str | Path, *,
+                 ignore_mismatched_sizes: bool = False) -> list[str]:
+    """Load a folder's weights into ``model``; every key and shape must match.
+
+    One exception, as in Hugging Face: a model with a task head (``base_model_prefix``, e.g.
+    ``bert.``) loads a checkpoint of the bare model or of another head. Then the head's keys
+    may be missing (they keep their fresh initialisation) and the other head's are left out;
+    a head whose shape differs (another ``num_labels``) is an error, or is re-initialised with
+    ``ignore_mismatched_sizes=True``. Returns what was not loaded, one line per key, so the
+    caller can say so; empty when the checkpoint fitted exactly.
+    """
     folder = Path(folder)
     state = read_state_dict(folder)
     convert = CONVERSIONS.get(model.config.model_type)
     if convert:
         state = convert[0](state)
+    state = _match_base_prefix(model, state)
     expected = model.state_dict()
     tied = _tied_names(model)
     missing = [k for k in expected if k not in state and k not in tied]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-             for k in expected if k in state and state[k].shape != expected[k].shape]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    notes = []
+    prefix = getattr(model, "base_model_prefix", None)
+    if prefix and any(k.startswith(prefix + ".") for k in expected):
+        def in_head(key: str) -> bool:
+            return not key.startswith(prefix + ".") or key.startswith(f"{prefix}.pooler.")
+
+        notes += [f"newly initialised: {k}" for k in missing if in_head(k)]
+        notes += [f"not used: {k}" for k in unexpected if in_head(k)]
+        missing = [k for k in missing if not in_head(k)]
+        unexpected = [k for k in unexpected if not in_head(k)]
+        if ignore_mismatched_sizes:
+            notes += [f"re-initialised (checkpoint {tuple(state[k].shape)}, model "
+                      f"{tuple(expected[k].shape)}): {k}" for k in wrong if in_head(k)]
+            state = {k: v for k, v in state.items() if k not in wrong or not in_head(k)}
+            wrong = [k for k in wrong if not in_head(k)]
     if missing or unexpected or wrong:
         parts = []
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong]
         for label, keys in (("missing", missing), ("unexpected", unexpected),
-                            ("shape mismatch (checkpoint vs model)", wrong)):
+                            ("shape mismatch (checkpoint vs model)", shapes)):
             if keys:
                 more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
                 parts.append(f"{label}: {', '.join(keys[:4])}{more}")
+        hint = ("; pass ignore_mismatched_sizes=True to re-initialise the head"
+                if prefix and wrong else "; check config.json against the weights")
         raise CheckpointError(f"{folder} does not fit {type(model).__name__} "
-                              f"({'; '.join(parts)}); check config.json against the weights")
-    model.load_state_dict(state, strict=False)  # tied copies may be absent; checked above
+                              f"({'; '.join(parts)}){hint}")
+    # Tied copies may be absent, and a task head may be new; both were checked above.
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    return notes
+
+
+def _match_base_prefix(model: nn.Module, state: StateDict) -> StateDict:
+    """Add or strip the base model prefix (``bert.``) so the checkpoint's keys meet the
+    model's: a bare encoder's keys have none, a model with a head has it on the encoder."""
+    prefix = getattr(model, "base_model_prefix", None)
+    if not prefix:
+        return state
+    p = prefix + "."
+    model_has = any(k.startswith(p) for k in model.state_dict())
+    state_has = any(k.startswith(p) for k in state)
+    if model_has and not state_has:
+        return {p + k: v for k, v in state.items()}
+    if state_has and not model_has:
+        return {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
+    return state
 
 
 def _tied_names(model: nn.Module) -> set[str]:
@@ -137,9 +190,15 @@ def save_pretrained(model: PreTrainedModel, folder: str | Path) -> Path:
     return folder
 
 
-def from_pretrained(name_or_path: str | Path,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:
-    """Build the model a folder's ``config.json`` describes and load its weights."""
+def from_pretrained(name_or_path: str | Path, dtype: torch.dtype | None = None, *,
+                    architecture: str | None = None, ignore_mismatched_sizes: bool = False,
+                    **config_overrides: Any) -> PreTrainedModel:
+    """Build the model a folder's ``config.json`` describes and load its weights.
+
+    ``architecture`` picks another class of the family (e.g. a BERT checkpoint as
+    ``"BertForSequenceClassification"``); ``config_overrides`` change config fields (e.g.
+    ``num_labels=3``).
+    """
     folder = resolve(name_or_path)
     values = read_config_json(folder / CONFIG_NAME)
     model_type = values.get("model_type")
@@ -147,15 +206,21 @@ def from_pretrained(name_or_path: str | Path,
         raise CheckpointError(f"{folder / CONFIG_NAME} has no model_type; wxb supports: "
                               f"{', '.join(registry.FAMILIES)}")
     architectures = values.get("architectures") or [None]
-    cls = registry.model_class(model_type, architectures[0])
-    return load_pretrained(cls, folder, dtype)
+    cls = registry.model_class(model_type, architecture or architectures[0])
+    return load_pretrained(cls, folder, dtype, ignore_mismatched_sizes=ignore_mismatched_sizes,
+                           **config_overrides)
 
 
 def load_pretrained(cls: type[PreTrainedModel], folder: str | Path,
-                    dtype: torch.dtype | None = None) -> PreTrainedModel:
+                    dtype: torch.dtype | None = None, *, ignore_mismatched_sizes: bool = False,
+                    **config_overrides: Any) -> PreTrainedModel:
     folder = Path(folder)
-    model = cls(cls.config_class.from_dict(read_config_json(folder / CONFIG_NAME)))
-    load_weights(model, folder)
+    values = {**read_config_json(folder / CONFIG_NAME), **config_overrides}
+    model = cls(cls.config_class.from_dict(values))
+    notes = load_weights(model, folder, ignore_mismatched_sizes=ignore_mismatched_sizes)
+    if notes:
+        more = f" and {len(notes) - 6} more" if len(notes) > 6 else ""
+        logger.warning("%s from %s: %s%s", cls.__name__, folder, "; ".join(notes[:6]), more)
     return model.to(dtype) if dtype is not None else model
 
 

@@ -104,10 +104,13 @@ class PreTrainedModel(nn.Module):
         return save_pretrained(self, folder)
 
     @classmethod
-    def from_pretrained(cls: type[M], folder: str | Path, dtype: torch.dtype | None = None) -> M:
+    def from_pretrained(cls: type[M], folder: str | Path, dtype: torch.dtype | None = None,
+                        **kwargs: Any) -> M:
+        """Load a folder into this class; ``kwargs``: ``ignore_mismatched_sizes`` and config
+        fields to override (e.g. ``num_labels=3``)."""
         from wxb.hub import load_pretrained
 
-        return load_pretrained(cls, folder, dtype)
+        return load_pretrained(cls, folder, dtype, **kwargs)
 
     @property
     def device(self) -> torch.device:
