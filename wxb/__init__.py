@@ -16,6 +16,7 @@ __all__ = [
     "from_pretrained",
     "generate",
     "load_tokenizer",
+    "pipeline",
 ]
 
 
@@ -33,6 +34,10 @@ def __getattr__(name: str):
         from wxb.tokenizers import load_tokenizer
 
         return load_tokenizer
+    if name == "pipeline":
+        from wxb.tasks.embed import pipeline
+
+        return pipeline
     if name == "from_pretrained":
         from wxb.hub import from_pretrained
 

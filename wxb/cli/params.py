@@ -26,5 +26,5 @@ def params(
     print(f"{'component':<14}{'parameters':>14}{'trainable':>14}{'share':>8}")
     for r in rows:
         print(f"{r.component:<14}{r.parameters:>14,}{r.trainable:>14,}"
-              f"{r.parameters / total:>8.1%}")
+              f"{r.parameters / total:>8.1%}" + (f"  {r.formula}" if r.formula else ""))
     print(f"{'total':<14}{total:>14,}{trainable:>14,}{trainable / total:>8.1%} trainable")

@@ -234,6 +234,32 @@ class BertPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
 
 
+    def parameter_components(self) -> list[tuple[str, str, str]]:
+        """The parameter count as the course derives it by hand: (component, name pattern,
+        formula) rows for ``wxb params``. V vocabulary, H hidden, P positions, T segment
+        types, L layers, I intermediate width, C labels."""
+        c = self.config
+        v, h, p, t = c.vocab_size, c.hidden_size, c.max_position_embeddings, c.type_vocab_size
+        layers, inner, labels = c.num_hidden_layers, c.intermediate_size, c.num_labels
+        heads = {
+            "BertForPreTraining": f"MLM H^2+3H+V = {h * h + 3 * h + v:,} (decoder tied to the "
+                                  f"token embeddings) + NSP 2H+2 = {2 * h + 2:,}",
+            "BertForMaskedLM": f"MLM H^2+3H+V = {h * h + 3 * h + v:,} (decoder tied)",
+            "BertForQuestionAnswering": f"H*2+2 = {2 * h + 2:,}",
+        }.get(type(self).__name__, f"H*C+C = {h * labels + labels:,}")
+        return [
+            ("head", r"^(cls|classifier|qa_outputs)\.", heads),
+            ("pooler", r"(^|\.)pooler\.", f"H^2+H = {h * h + h:,}"),
+            ("token emb.", r"word_embeddings\.", f"V*H = {v:,}*{h}"),
+            ("position emb.", r"position_embeddings\.", f"P*H = {p}*{h}"),
+            ("segment emb.", r"token_type_embeddings\.", f"T*H = {t}*{h}"),
+            ("LayerNorm", r"LayerNorm\.", f"2H*(2L+1) = {2 * h}*{2 * layers + 1}"),
+            ("attention", r"\.attention\.", f"L*(4H^2+4H) = {layers}*{4 * h * h + 4 * h:,}"),
+            ("feed-forward", r"\.(intermediate|output)\.dense\.",
+             f"L*(2HI+I+H) = {layers}*{2 * h * inner + inner + h:,}"),
+        ]
+
+
 class BertModel(BertPreTrainedModel):
     """The encoder; ``add_pooling_layer=False`` leaves out the pooler (the token-level heads
     and masked LM do not use it)."""

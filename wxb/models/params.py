@@ -22,23 +22,33 @@ class ComponentCount:
     component: str
     parameters: int
     trainable: int
+    formula: str = ""  # how the count follows from the config, where the family says
 
 
-def component_of(name: str) -> str:
-    for component, pattern in COMPONENTS:
+def component_of(name: str, table: list[tuple[str, str]] | None = None) -> str:
+    for component, pattern in table or COMPONENTS:
         if re.search(pattern, name):
             return component
     return "other"
 
 
 def parameter_breakdown(model: nn.Module) -> list[ComponentCount]:
-    """Counts per component, in the order of COMPONENTS; a tied weight counts once (where it
-    first appears, usually the embeddings)."""
+    """Counts per component, in table order; a tied weight counts once (where it first
+    appears, usually the embeddings).
+
+    A family may give its own finer table with the formula of each line: a method
+    ``parameter_components()`` returning (component, name pattern, formula) rows.
+    """
+    rows_spec = model.parameter_components() if hasattr(model, "parameter_components") else [
+        (component, pattern, "") for component, pattern in COMPONENTS]
+    table = [(component, pattern) for component, pattern, _ in rows_spec]
+    formulas = {component: formula for component, _, formula in rows_spec}
     rows: dict[str, ComponentCount] = {}
     for name, p in model.named_parameters():  # named_parameters skips tied duplicates
-        component = component_of(name)
-        row = rows.setdefault(component, ComponentCount(component, 0, 0))
+        component = component_of(name, table)
+        row = rows.setdefault(component, ComponentCount(component, 0, 0,
+                                                        formulas.get(component, "")))
         row.parameters += p.numel()
         row.trainable += p.numel() if p.requires_grad else 0
-    order = [c for c, _ in COMPONENTS] + ["other"]
+    order = [c for c, _ in table] + ["other"]
     return sorted(rows.values(), key=lambda r: order.index(r.component))
