@@ -15,7 +15,6 @@ from wxb.peft import (
     freeze_all_but_head,
     freeze_bottom,
     param_groups,
-    trainable_share,
 )
 from wxb.train import Trainer, TrainingArguments
 
@@ -59,7 +58,7 @@ def changed(before, m) -> set[str]:
 
 def test_only_the_head_trains(tmp_path):
     m = freeze_all_but_head(model())
-    trainable, total = trainable_share(m)
+    trainable, total = m.num_parameters(trainable_only=True), m.num_parameters()
     assert trainable == 32 * 2 + 2 < total
     rows = {r.component: r for r in parameter_breakdown(m)}
     assert rows["head"].trainable == rows["head"].parameters == trainable
@@ -68,7 +67,7 @@ def test_only_the_head_trains(tmp_path):
     train(m, tmp_path, 3)
     assert changed(before, m) == {"classifier.weight", "classifier.bias"}
     with_pooler = freeze_all_but_head(model(), pooler=True)
-    assert trainable_share(with_pooler)[0] == trainable + 32 * 32 + 32
+    assert with_pooler.num_parameters(trainable_only=True) == trainable + 32 * 32 + 32
     with pytest.raises(ConfigError, match="no task head"):
         freeze_all_but_head(GPT2LMHeadModel(GPT2Config(vocab_size=50, n_layer=1, n_embd=16,
                                                        n_head=2, n_positions=8)))

@@ -14,6 +14,7 @@ Hugging Face's: ``BertModel`` keys have no prefix, the heads' models keep theirs
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -354,13 +355,24 @@ class _BertWithHead(BertPreTrainedModel):
         if head is not None and self.config.tie_word_embeddings:
             head.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
 
-    def _encode(self, input_ids, attention_mask, token_type_ids, position_ids,
-                output_attentions, output_hidden_states) -> BaseModelOutputWithPooling:
-        return self.bert(input_ids, attention_mask, token_type_ids, position_ids,
-                         output_attentions, output_hidden_states)
+    def _add_classifier(self) -> None:
+        """dropout -> ``classifier`` (hidden -> num_labels), for the classification heads."""
+        config = self.config
+        self.dropout = nn.Dropout(config.classifier_dropout if config.classifier_dropout
+                                  is not None else config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
 
-def _mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _output(encoded: BaseModelOutputWithPooling, **fields: Any) -> EncoderHeadOutput:
+    """A head's output with the encoder's hidden states and attentions passed on."""
+    return EncoderHeadOutput(**fields, hidden_states=encoded.hidden_states,
+                             attentions=encoded.attentions)
+
+
+def _token_loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Cross-entropy over every position (batch, seq, classes); label -100 is ignored."""
+    if labels is None:
+        return None
     return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten().to(logits.device),
                            ignore_index=-100)
 
@@ -377,16 +389,15 @@ class BertForPreTraining(_BertWithHead):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, next_sentence_label=None, output_attentions=False,
                 output_hidden_states=False) -> EncoderHeadOutput:
-        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids,
-                           output_attentions, output_hidden_states)
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
+                        output_attentions, output_hidden_states)
         logits = self.cls.predictions(out.last_hidden_state)
         nsp = self.cls.seq_relationship(out.pooler_output)
         loss = None
         if labels is not None and next_sentence_label is not None:
-            loss = _mlm_loss(logits, labels) + F.cross_entropy(
+            loss = _token_loss(logits, labels) + F.cross_entropy(
                 nsp.float(), next_sentence_label.to(nsp.device))
-        return EncoderHeadOutput(loss=loss, logits=logits, seq_relationship_logits=nsp,
-                                 hidden_states=out.hidden_states, attentions=out.attentions)
+        return _output(out, loss=loss, logits=logits, seq_relationship_logits=nsp)
 
 
 class BertForMaskedLM(_BertWithHead):
@@ -400,12 +411,10 @@ class BertForMaskedLM(_BertWithHead):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_attentions=False,
                 output_hidden_states=False) -> EncoderHeadOutput:
-        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids,
-                           output_attentions, output_hidden_states)
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
+                        output_attentions, output_hidden_states)
         logits = self.cls.predictions(out.last_hidden_state)
-        return EncoderHeadOutput(loss=None if labels is None else _mlm_loss(logits, labels),
-                                 logits=logits, hidden_states=out.hidden_states,
-                                 attentions=out.attentions)
+        return _output(out, loss=_token_loss(logits, labels), logits=logits)
 
 
 class BertForSequenceClassification(_BertWithHead):
@@ -414,19 +423,17 @@ class BertForSequenceClassification(_BertWithHead):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        self.dropout = nn.Dropout(_classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._add_classifier()
         self._finish()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_attentions=False,
                 output_hidden_states=False) -> EncoderHeadOutput:
-        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids,
-                           output_attentions, output_hidden_states)
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
+                        output_attentions, output_hidden_states)
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None if labels is None else self._loss(logits, labels.to(logits.device))
-        return EncoderHeadOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                 attentions=out.attentions)
+        return _output(out, loss=loss, logits=logits)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         n = self.config.num_labels
@@ -451,22 +458,16 @@ class BertForTokenClassification(_BertWithHead):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        self.dropout = nn.Dropout(_classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._add_classifier()
         self._finish()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_attentions=False,
                 output_hidden_states=False) -> EncoderHeadOutput:
-        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids,
-                           output_attentions, output_hidden_states)
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
+                        output_attentions, output_hidden_states)
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.float().flatten(0, 1),
-                                   labels.flatten().to(logits.device), ignore_index=-100)
-        return EncoderHeadOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                 attentions=out.attentions)
+        return _output(out, loss=_token_loss(logits, labels), logits=logits)
 
 
 class BertForQuestionAnswering(_BertWithHead):
@@ -484,8 +485,8 @@ class BertForQuestionAnswering(_BertWithHead):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 start_positions=None, end_positions=None, output_attentions=False,
                 output_hidden_states=False) -> EncoderHeadOutput:
-        out = self._encode(input_ids, attention_mask, token_type_ids, position_ids,
-                           output_attentions, output_hidden_states)
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
+                        output_attentions, output_hidden_states)
         start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
         start, end = start.squeeze(-1), end.squeeze(-1)
         loss = None
@@ -497,10 +498,4 @@ class BertForQuestionAnswering(_BertWithHead):
                       for logits, positions in ((start, start_positions),
                                                 (end, end_positions))]
             loss = (losses[0] + losses[1]) / 2
-        return EncoderHeadOutput(loss=loss, start_logits=start, end_logits=end,
-                                 hidden_states=out.hidden_states, attentions=out.attentions)
-
-
-def _classifier_dropout(config: BertConfig) -> float:
-    return (config.classifier_dropout if config.classifier_dropout is not None
-            else config.hidden_dropout_prob)
+        return _output(out, loss=loss, start_logits=start, end_logits=end)

@@ -5,8 +5,6 @@ from wxb.peft.freeze import (
     freeze_all_but_head,
     freeze_bottom,
     param_groups,
-    trainable_share,
 )
 
-__all__ = ["GradualUnfreezing", "freeze_all_but_head", "freeze_bottom", "param_groups",
-           "trainable_share"]
+__all__ = ["GradualUnfreezing", "freeze_all_but_head", "freeze_bottom", "param_groups"]

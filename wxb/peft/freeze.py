@@ -9,7 +9,8 @@ learning rates.
                                           layer at lr * d, ..., the embeddings at lr * d^(L+1)
 
 They work on any wxb model with a stack of layers (BERT's ``bert.encoder.layer``, GPT-2's
-``transformer.h``, LLaMA's ``model.layers``). `wxb params` shows trainable vs total.
+``transformer.h``, LLaMA's ``model.layers``). `wxb params` and
+``model.num_parameters(trainable_only=True)`` show what trains.
 """
 
 from __future__ import annotations
@@ -140,9 +141,3 @@ def param_groups(model: nn.Module, lr: float, *, layer_decay: float = 1.0,
         groups.setdefault((scale.get(id(p), 1.0), p.ndim >= 2), []).append(p)
     return [{"params": params, "lr": lr * s, "weight_decay": weight_decay if decays else 0.0}
             for (s, decays), params in sorted(groups.items(), key=lambda kv: kv[0])]
-
-
-def trainable_share(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts, tied weights once."""
-    unique = {id(p): p for p in model.parameters()}.values()
-    return sum(p.numel() for p in unique if p.requires_grad), sum(p.numel() for p in unique)
