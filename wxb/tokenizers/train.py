@@ -22,11 +22,19 @@ def train_tokenizer(kind: str, corpus: Sequence[str | Path], *, vocab_size: int,
     ``wordpiece`` is BERT's, trained with the tokenizers library; ``char`` and ``word`` keep
     the ``vocab_size`` most frequent tokens seen at least ``min_frequency`` times.
     """
+    lines = [line for path in corpus for line in read_corpus(path).splitlines()]
+    return train_on_lines(kind, lines, vocab_size=vocab_size, min_frequency=min_frequency,
+                          segmenter=segmenter, fast=fast)
+
+
+def train_on_lines(kind: str, lines: Sequence[str], *, vocab_size: int, min_frequency: int = 2,
+                   segmenter: str = "whitespace", fast: bool = False) -> Tokenizer:
+    """``train_tokenizer`` on text already in memory, one string per line or document."""
     if kind not in KINDS:
         raise ConfigError(f"unknown tokenizer kind {kind!r}; choose one of: {', '.join(KINDS)}")
     if vocab_size < 1:
         raise ConfigError(f"vocab_size must be >= 1, got {vocab_size}")
-    lines = [line for path in corpus for line in read_corpus(path).splitlines()]
+    lines = list(lines)
     if kind == "bpe" and not fast:
         from wxb.tokenizers.bpe import BPETokenizer
 

@@ -1,5 +1,6 @@
 """Plots written to PNG files (no display needed)."""
 
+from wxb.viz.confusion import plot_confusion_matrix
 from wxb.viz.curves import font_families, plot_loss_curves
 
-__all__ = ["font_families", "plot_loss_curves"]
+__all__ = ["font_families", "plot_confusion_matrix", "plot_loss_curves"]

@@ -1,0 +1,82 @@
+"""`wxb finetune`: fine-tune an encoder on labelled text, from a YAML config or flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def finetune(
+    config: Annotated[Path | None, typer.Argument(
+        help="YAML config with sections model, data, finetune, training", show_default=False)]
+    = None,
+    model: Annotated[str | None, typer.Option(
+        help="checkpoint folder or hub id, e.g. sentence-transformers/all-MiniLM-L6-v2")] = None,
+    train: Annotated[str | None, typer.Option(help="training table (.csv .tsv .jsonl)")] = None,
+    validation: Annotated[str | None, typer.Option(help="validation table")] = None,
+    test: Annotated[str | None, typer.Option(help="test table")] = None,
+    text_column: Annotated[str | None, typer.Option(help="column of the text")] = None,
+    text_pair_column: Annotated[str | None, typer.Option(
+        help="column of the second text, for sentence pairs")] = None,
+    label_column: Annotated[str | None, typer.Option(help="column of the label")] = None,
+    max_length: Annotated[int | None, typer.Option(help="tokens per example (longer ones are "
+                                                        "cut, the longer text first)")] = None,
+    strategy: Annotated[str | None, typer.Option(
+        help="what trains: full, head, pooler_head, bottom, gradual")] = None,
+    freeze_layers: Annotated[int | None, typer.Option(
+        help="with --strategy bottom: layers frozen above the embeddings")] = None,
+    unfreeze_every: Annotated[int | None, typer.Option(
+        help="with --strategy gradual: steps between unfreezing layers")] = None,
+    layer_decay: Annotated[float | None, typer.Option(
+        help="layer-wise learning-rate decay, e.g. 0.9")] = None,
+    output_dir: Annotated[str | None, typer.Option(
+        help="run folder (default: the config's, else runs/finetune)")] = None,
+    epochs: Annotated[float | None, typer.Option(help="number of epochs")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="optimizer steps; overrides epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="examples per step")] = None,
+    lr: Annotated[str | None, typer.Option(help="learning rate, e.g. 5e-5")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of the head and the data order")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="continue the run in the output dir from its last checkpoint")] = False,
+) -> None:
+    """Fine-tune a BERT-family checkpoint to classify text (or sentence pairs).
+
+    The run folder gets checkpoints, log.jsonl, loss_curve.png, confusion matrices of the
+    validation and test splits, the model (model/, with its tokenizer) and result.json.
+
+    Example: wxb finetune --model sentence-transformers/all-MiniLM-L6-v2
+    --train train.tsv --validation dev.tsv --text-column sentence --strategy head
+
+    Example: wxb finetune run.yaml --layer-decay 0.9 --epochs 3
+    """
+    from wxb.train.finetune import finetune as run
+    from wxb.train.from_config import load_config
+
+    base = load_config(config) if config is not None else {}
+    sections = {
+        "model": {"pretrained": model},
+        "data": {"train": train, "validation": validation, "test": test,
+                 "text_column": text_column, "text_pair_column": text_pair_column,
+                 "label_column": label_column, "max_length": max_length},
+        "finetune": {"strategy": strategy, "freeze_layers": freeze_layers,
+                     "unfreeze_every": unfreeze_every, "layer_decay": layer_decay},
+        "training": {"output_dir": output_dir, "num_train_epochs": epochs,
+                     "max_steps": max_steps, "per_device_train_batch_size": batch_size,
+                     "learning_rate": lr, "seed": seed},
+    }
+    for name, flags in sections.items():
+        given = {k: v for k, v in flags.items() if v is not None}
+        if given:
+            base[name] = {**(base.get(name) or {}), **given}
+    result = run(base, resume=resume, log=print)
+    print(f"model      {result['num_parameters']:,} parameters "
+          f"({result['trainable_parameters']:,} trained), saved in {result['model_dir']}")
+    for split, prefix in (("validation", "eval"), ("test", "test")):
+        if f"{prefix}_accuracy" in result["metrics"]:
+            m = result["metrics"]
+            print(f"{split:<10} accuracy {m[f'{prefix}_accuracy']:.4f}, macro F1 "
+                  f"{m[f'{prefix}_f1']:.4f}, confusion matrix "
+                  f"{result['confusion_matrices'][split]}")
+    print(f"result     {Path(result['config']['training']['output_dir']) / 'result.json'}")
