@@ -217,3 +217,26 @@ def test_wxb_params_prints_the_formulas(tmp_path):
     assert "BertModel (bert)" in done.stdout
     assert "V*H = 30,522*384" in done.stdout
     assert "22,713,216" in done.stdout  # all-MiniLM-L6-v2's total
+
+
+@pytest.mark.parametrize("name", ["BertForPreTraining", "BertForMaskedLM"])
+def test_sparse_prediction_gives_the_same_loss_at_the_labelled_positions(name):
+    torch.manual_seed(0)
+    model = getattr(bert, name)(bert.BertConfig(**SHAPE)).eval()
+    x = inputs()
+    labels = labels_for(name, x)
+    dense = model(**x, **labels)
+    model.sparse_prediction = True
+    sparse = model(**x, **labels)
+    masked = labels["labels"] != -100
+    assert sparse.logits.shape == (int(masked.sum()), SHAPE["vocab_size"])
+    torch.testing.assert_close(sparse.logits, dense.logits[masked], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(sparse.loss, dense.loss, atol=1e-6, rtol=1e-6)
+    sparse.loss.backward()  # trains through the selected positions
+    assert model.bert.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_packaged_hub_id_resolves_offline_to_the_packaged_folder():
+    from wxb.hub import resolve
+
+    assert resolve("sentence-transformers/all-MiniLM-L6-v2") == get_model_path()

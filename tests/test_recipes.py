@@ -160,3 +160,41 @@ def test_regular_poem_share_reads_bodies_after_the_title():
     assert regular_poem_share(POEMS) == 1.0
     assert regular_poem_share([*POEMS, "題：春眠不覺曉，處處聞"]) == 0.75
     assert regular_poem_share([]) == 0.0
+
+
+def test_fine_tuning_recipes_name_their_data_and_take_another_model(tmp_path, capsys,
+                                                                    monkeypatch):
+    """clue-afqmc with a stand-in for its data and a tiny checkpoint given by --model."""
+    import json as _json
+
+    from wxb.cli import main
+    from wxb.models.bert import BertConfig, BertForSequenceClassification
+    from wxb.tokenizers.train import train_on_lines
+
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.chdir(tmp_path)
+    pairs = [("花呗怎么还款", "花呗如何还钱", "1"), ("借呗利息多少", "花呗能提额吗", "0")] * 20
+    (tmp_path / "clue_zh" / "afqmc").mkdir(parents=True)
+    (tmp_path / "clue_zh" / "afqmc" / "dev.json").write_text("\n".join(
+        _json.dumps({"sentence1": a, "sentence2": b, "label": y}, ensure_ascii=False)
+        for a, b, y in pairs) + "\n", encoding="utf-8")
+    tokenizer = train_on_lines("wordpiece", [a + b for a, b, _ in pairs], vocab_size=80,
+                               min_frequency=1)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64))
+    tokenizer.save(model.save_pretrained(tmp_path / "tiny"))
+    for recipe in ("clue-afqmc", "clue-tnews", "sst2-minilm", "pretraining-helps"):
+        assert load_recipe(recipe)["task"] in ("text-classify", "pretrain-finetune")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recipe", "run", "clue-afqmc", "--data-dir", str(tmp_path), "--model",
+              str(tmp_path / "tiny"), "--max-steps", "2"])
+    assert exit_info.value.code in (0, None)
+    result = _json.loads((tmp_path / "runs" / "clue-afqmc" / "result.json").read_text())
+    assert result["examples"] == {"train": 28, "validation": 4, "test": 8}
+    assert result["labels"] == ["different", "same"] and result["steps"] == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recipe", "run", "pretraining-helps", "--data-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "ChnSentiCorp_htl_all.csv does not exist" in capsys.readouterr().err

@@ -50,8 +50,9 @@ class BertConfig(Config):
 
     @classmethod
     def from_dict(cls, values: dict, *, strict: bool = False) -> BertConfig:
-        """As Hugging Face: config.json keeps the labels as ``id2label``, whose length is
-        ``num_labels``; an explicit ``num_labels`` of another length replaces them."""
+        """As Hugging Face: config.json keeps the labels as ``id2label`` (JSON's string keys
+        become ints again), whose length is ``num_labels``; an explicit ``num_labels`` of
+        another length replaces them."""
         values = dict(values)
         values.pop("label2id", None)
         labels = values.get("id2label")
@@ -59,6 +60,7 @@ class BertConfig(Config):
             values.pop("id2label")
         elif labels:
             values["num_labels"] = len(labels)
+            values["id2label"] = {int(i): str(name) for i, name in labels.items()}
         return super().from_dict(values, strict=strict)
 
     def to_dict(self) -> dict:

@@ -105,7 +105,8 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
     if tokenizer.pad_token_id is None:
         raise ConfigError("the tokenizer has no [PAD] token; batches of texts need one")
     encoded = {name: encode_examples(s, labels, tokenizer, max_length=data["max_length"],
-                                     truncation=data["truncation"], source=data[name])
+                                     truncation=data["truncation"],
+                                     source=data.get(name) or f"{data['path']} ({name} split)")
                for name, s in splits.items()}
     log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters, "
         f"{model.num_parameters(trainable_only=True):,} trainable ({method['strategy']})")
@@ -303,9 +304,9 @@ def build_classifier(section: dict[str, Any], labels: LabelSet, *,
     if "type" not in known or "tokenizer" not in known:
         raise ConfigError("model needs pretrained (a checkpoint folder or hub id), or type "
                           "and tokenizer (a tokenizer folder) to build one from scratch")
-    tokenizer = load_tokenizer(known["tokenizer"])
     model_type = known["type"]
     cls = registry.model_class(model_type, classifier_architecture(model_type))
+    tokenizer = load_tokenizer(known["tokenizer"])
     check_known_keys(cls.config_class, fields, f"{model_type} config field")
     values = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id,
               **label_fields, **fields}
