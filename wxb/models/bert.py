@@ -22,7 +22,7 @@ from torch import nn
 
 from wxb.errors import ConfigError
 from wxb.models.base import Config, PreTrainedModel
-from wxb.nn import activation, attention
+from wxb.nn import Dropout, activation, attention
 
 
 @dataclass
@@ -123,7 +123,7 @@ class BertEmbeddings(nn.Module):
                                                 config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
                 position_ids: torch.Tensor | None) -> torch.Tensor:
@@ -167,7 +167,7 @@ class BertResidualOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(residual + self.dropout(self.dense(x)))
@@ -372,7 +372,7 @@ class _BertWithHead(BertPreTrainedModel):
     def _add_classifier(self) -> None:
         """dropout -> ``classifier`` (hidden -> num_labels), for the classification heads."""
         config = self.config
-        self.dropout = nn.Dropout(config.classifier_dropout if config.classifier_dropout
+        self.dropout = Dropout(config.classifier_dropout if config.classifier_dropout
                                   is not None else config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 

@@ -18,7 +18,7 @@ from torch import nn
 from wxb.errors import ConfigError
 from wxb.models.base import Config
 from wxb.models.decoder import CausalLMBase
-from wxb.nn import KVCache, activation, attention
+from wxb.nn import Dropout, KVCache, activation, attention
 
 
 @dataclass
@@ -63,7 +63,7 @@ class GPT2Attention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
         self.attn_dropout = config.attn_pdrop
-        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        self.resid_dropout = Dropout(config.resid_pdrop)
         scale = 1 / math.sqrt(self.head_dim) if config.scale_attn_weights else 1.0
         if config.scale_attn_by_inverse_layer_idx:
             scale /= layer_idx + 1
@@ -91,7 +91,7 @@ class GPT2MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, inner)
         self.c_proj = nn.Linear(inner, config.n_embd)
         self.act = activation(config.activation_function)
-        self.dropout = nn.Dropout(config.resid_pdrop)
+        self.dropout = Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))
@@ -116,7 +116,7 @@ class GPT2Model(nn.Module):
         super().__init__()
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
-        self.drop = nn.Dropout(config.embd_pdrop)
+        self.drop = Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(GPT2Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 

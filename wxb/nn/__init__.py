@@ -1,11 +1,13 @@
 """Building blocks shared by every model: attention, positions, norms, feed-forward layers."""
 
 from wxb.nn.attention import KVCache, attention, make_mask
+from wxb.nn.dropout import Dropout, dropout
 from wxb.nn.feedforward import SwiGLU, activation
 from wxb.nn.norm import RMSNorm
 from wxb.nn.position import RotaryEmbedding, apply_rotary, sinusoidal_positions
 
 __all__ = [
+    "Dropout",
     "KVCache",
     "RMSNorm",
     "RotaryEmbedding",
@@ -13,6 +15,7 @@ __all__ = [
     "activation",
     "apply_rotary",
     "attention",
+    "dropout",
     "make_mask",
     "sinusoidal_positions",
 ]

@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from wxb.nn.dropout import dropout
+
 
 class KVCache:
     """Past keys and values of every layer, so each decoding step computes only the new token.
@@ -104,18 +106,23 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     (batch, heads, q_len, k_len) for plotting.
     """
     groups = q.shape[1] // k.shape[1]
-    if not need_weights:
+    # With dropout on the CPU, the fused kernel falls back to its own unfused path, which draws
+    # the dropout mask more slowly than ``dropout`` (wxb/nn/dropout.py): take the explicit one.
+    if not need_weights and (dropout_p == 0.0 or q.device.type != "cpu"):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                              is_causal=is_causal and mask is None, scale=scale,
                                              enable_gqa=groups > 1)
         return out, None
     if groups > 1:
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    scores = q @ k.transpose(-2, -1) * (scale if scale is not None else 1 / math.sqrt(q.shape[-1]))
+    # Scaling q rather than the scores: the same product, with head_dim rather than k_len
+    # multiplications per query.
+    scores = (q * (scale if scale is not None else 1 / math.sqrt(q.shape[-1]))) @ k.transpose(
+        -2, -1)
     if is_causal and mask is None:
         mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
     if mask is not None:
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     weights = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
-    out = F.dropout(weights, p=dropout_p) @ v
-    return out, weights
+    out = dropout(weights, dropout_p) @ v
+    return out, weights if need_weights else None
