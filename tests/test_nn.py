@@ -102,3 +102,32 @@ def test_kv_cache_grows_reorders_and_crops():
     assert torch.equal(k[0, :, :3], first[1]) and torch.equal(k[1, :, :3], first[1])
     cache.crop(5)
     assert cache.get_seq_length() == 5 and cache.get_seq_length(1) == 0
+
+
+def test_dropout_zeroes_p_of_the_elements_and_scales_the_rest():
+    from wxb.nn import Dropout, dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(1000, 1000)
+    y = dropout(x, 0.1)
+    assert abs(float((y == 0).float().mean()) - 0.1) < 0.002  # 1M draws: sd 0.0003
+    assert torch.unique(y[y != 0]).tolist() == pytest.approx([1 / 0.9])
+    assert abs(float(y.mean()) - 1.0) < 0.003  # the expectation is kept
+    x = torch.randn(64, 64, requires_grad=True)
+    y = dropout(x, 0.3)
+    y.backward(torch.ones_like(y))
+    kept = (y != 0).float()
+    torch.testing.assert_close(x.grad, kept / 0.7)  # gradient flows through the kept ones
+    assert dropout(x, 0.3, training=False) is x and dropout(x, 0.0) is x
+    half = dropout(torch.ones(100, 100, dtype=torch.bfloat16), 0.5)
+    assert half.dtype == torch.bfloat16 and set(torch.unique(half).tolist()) == {0.0, 2.0}
+    layer = Dropout(0.5)
+    assert layer.eval()(x) is x and isinstance(layer, torch.nn.Dropout)
+
+
+def test_attention_with_dropout_keeps_the_expectation():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 5, 4) for _ in range(3))
+    exact, _ = attention(q, k, v)
+    mean = sum(attention(q, k, v, dropout_p=0.2)[0] for _ in range(2000)) / 2000
+    torch.testing.assert_close(mean, exact, atol=0.05, rtol=0)
