@@ -202,6 +202,15 @@ def test_finetune_from_scratch_learns_and_saves_a_loadable_classifier(sentiment,
     predicted = model(input_ids=batch["input_ids"],
                       attention_mask=batch["attention_mask"]).logits.argmax(-1)
     assert predicted.tolist() == [1, 0]
+    classify = wxb.pipeline("classify", result["model_dir"])
+    answers = classify(["the film was superb", "the film was dreadful"])
+    assert [a["label"] for a in answers] == ["positive", "negative"]
+    assert all(a["score"] > 0.5 for a in answers)
+    both = classify("the film was superb", top_k=None)[0]
+    assert [a["label"] for a in both] == ["positive", "negative"]
+    assert sum(a["score"] for a in both) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="needs a sequence classifier"):
+        wxb.pipeline("classify", get_model_path())
 
 
 def test_head_strategy_trains_the_classifier_alone(tmp_path):

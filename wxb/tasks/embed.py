@@ -95,14 +95,3 @@ class SentenceEmbedder:
         x = torch.nn.functional.normalize(self(a), dim=-1)
         y = torch.nn.functional.normalize(self(b), dim=-1)
         return x @ y.T
-
-
-TASKS = {"embed": SentenceEmbedder}
-
-
-def pipeline(task: str, model: str | Path, **kwargs: Any) -> Any:
-    """A ready-to-call object for ``task`` over the model folder ``model``:
-    ``wxb.pipeline("embed", "path/to/all-MiniLM-L6-v2")(["a text", ...])``."""
-    if task not in TASKS:
-        raise ConfigError(f"unknown pipeline task {task!r}; choose one of: {', '.join(TASKS)}")
-    return TASKS[task](model, **kwargs)

@@ -1,0 +1,22 @@
+"""``wxb.pipeline(task, model_folder)``: a ready-to-call object for one use of a model."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from wxb.errors import ConfigError
+
+# task -> (module, class); loaded on use.
+TASKS = {"embed": ("wxb.tasks.embed", "SentenceEmbedder"),
+         "classify": ("wxb.tasks.classify", "TextClassifier")}
+
+
+def pipeline(task: str, model: str | Path, **kwargs: Any) -> Any:
+    """``wxb.pipeline("embed", "path/to/all-MiniLM-L6-v2")(["a text", ...])`` or
+    ``wxb.pipeline("classify", "runs/sst2-minilm/model")("a fine film")``."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown pipeline task {task!r}; choose one of: {', '.join(TASKS)}")
+    module, name = TASKS[task]
+    return getattr(importlib.import_module(module), name)(model, **kwargs)
