@@ -12,7 +12,8 @@ The config (a recipe with ``task: text-classify`` is one)::
     data:     {train: FILE, validation: FILE, test: FILE}
               or {path: FILE, validation_size: 0.1, test_size: 0.1, split_seed: 0}
               + text_column, text_pair_column, label_column, label_names | label_name_column,
-                max_length: 128, truncation: true
+                max_length: 128, truncation: true,
+                train_size: N (a seeded subset of N training examples: learning from few labels)
     finetune: {strategy: full | head | pooler_head | bottom | gradual,
                freeze_layers: N (bottom), unfreeze_every: STEPS (gradual), layer_decay: 1.0}
     training: {<TrainingArguments fields>}
@@ -64,7 +65,8 @@ OTHER_KEYS = ("name", "description", "task", "expected", "reported", "max_time_s
 MODEL_KEYS = ("pretrained", "init", "ignore_mismatched_sizes", "type", "tokenizer")
 DATA_DEFAULTS = {"text_column": "text", "text_pair_column": None, "label_column": "label",
                  "label_names": None, "label_name_column": None, "max_length": 128,
-                 "truncation": True, "validation_size": 0.1, "test_size": 0.1, "split_seed": 0}
+                 "truncation": True, "validation_size": 0.1, "test_size": 0.1, "split_seed": 0,
+                 "train_size": None}
 DATA_FILES = ("train", "validation", "test", "path")
 STRATEGIES = ("full", "head", "pooler_head", "bottom", "gradual")
 FINETUNE_DEFAULTS = {"strategy": "full", "freeze_layers": 0, "unfreeze_every": 100,
@@ -178,6 +180,8 @@ def _check_data(section: dict[str, Any]) -> dict[str, Any]:
     section = {**DATA_DEFAULTS, **section}
     for key in ("max_length", "split_seed"):
         section[key] = coerce(f"data.{key}", section[key], int)
+    if section["train_size"] is not None:
+        section["train_size"] = coerce("data.train_size", section["train_size"], int)
     for key in ("validation_size", "test_size"):
         section[key] = coerce(f"data.{key}", section[key], float)
     section["truncation"] = coerce("data.truncation", section["truncation"], bool)
@@ -235,6 +239,15 @@ def _read_splits(data: dict[str, Any]) -> tuple[dict[str, TextExamples], LabelSe
             if data.get(name) is not None:
                 splits[name], found = read(data[name])
                 names.update(found)
+    size = data["train_size"]
+    if size is not None:
+        train = splits["train"]
+        if not 0 < size <= len(train.labels):
+            raise ConfigError(f"data.train_size {size} must be between 1 and the "
+                              f"{len(train.labels)} training examples")
+        order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(
+            data["split_seed"]))[:size].tolist()
+        splits["train"] = _take(train, order)
     given = data["label_names"]
     if given is not None:
         if not isinstance(given, dict):
@@ -262,12 +275,13 @@ def _split(whole: TextExamples, data: dict[str, Any]) -> dict[str, TextExamples]
         rest, held = train_test_split(rest, share, data["split_seed"])
         parts[name] = held.tensors["i"].tolist()
     parts = {"train": rest.tensors["i"].tolist(), **parts}
+    return {name: _take(whole, ids) for name, ids in parts.items()}
 
-    def take(ids: list[int]) -> TextExamples:
-        return TextExamples([whole.texts[i] for i in ids],
-                            [whole.pairs[i] for i in ids] if whole.pairs else None,
-                            [whole.labels[i] for i in ids])
-    return {name: take(ids) for name, ids in parts.items()}
+
+def _take(examples: TextExamples, ids: list[int]) -> TextExamples:
+    return TextExamples([examples.texts[i] for i in ids],
+                        [examples.pairs[i] for i in ids] if examples.pairs else None,
+                        [examples.labels[i] for i in ids])
 
 
 def build_classifier(section: dict[str, Any], labels: LabelSet, *,

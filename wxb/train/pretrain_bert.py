@@ -90,15 +90,12 @@ def pretrain_bert(config: dict[str, Any], *, resume: bool | str = False,
     start = time.perf_counter()
     log = log or (lambda line: None)
     config = copy.deepcopy(config)
-    data, tok_section, model_section, masking, training = config_sections(
-        config, SECTIONS, OTHER_KEYS)
-    data = _check_data(data)
-    tok_section = _check(tok_section, "tokenizer", TOKENIZER_DEFAULTS, extra=("path",))
-    masking = _check(masking, "masking", MASKING_DEFAULTS)
+    settings = resolved_settings(config)
+    data, tok_section, model_section, masking = (
+        settings[k] for k in ("data", "tokenizer", "model", "masking"))
+    max_time = settings["max_time_seconds"]
     expected = check_expected(config.get("expected"), METRICS)
-    max_time = config.get("max_time_seconds")
-    max_time = None if max_time is None else coerce("max_time_seconds", max_time, float)
-    args = TrainingArguments.from_dict({**TRAINING_DEFAULTS, **training})
+    args = TrainingArguments.from_dict(settings["training"])
     output_dir = Path(args.output_dir)
 
     documents = read_documents(data["documents"])
@@ -124,7 +121,6 @@ def pretrain_bert(config: dict[str, Any], *, resume: bool | str = False,
     val_set = mask_once(encode(nsp_pairs(val_docs, seed=data["split_seed"] + 1)), held_out)
     log(f"sentence pairs: {len(train_set):,} training, {len(val_set):,} validation")
 
-    check_known_keys(BertConfig, model_section, "bert config field")
     model_config = BertConfig.from_dict({
         "vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id,
         "max_position_embeddings": data["max_length"], **model_section}, strict=True)
@@ -161,9 +157,7 @@ def pretrain_bert(config: dict[str, Any], *, resume: bool | str = False,
         "loss_curve": str(curve) if curve.is_file() else None,
         "config": {
             **{k: config[k] for k in ("name", "description", "task", "reported") if k in config},
-            "data": data, "tokenizer": tok_section, "model": model_section,
-            "masking": masking, "training": args.to_dict(), "max_time_seconds": max_time,
-            **({"expected": expected} if expected else {}),
+            **settings, **({"expected": expected} if expected else {}),
         },
     }
     if expected:
@@ -194,6 +188,24 @@ def pretraining_accuracy(model: BertForPreTraining, examples: list[dict[str, Any
 
 
 # ----------------------------------------------------------------------------- the pieces
+
+
+def resolved_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The sections of a pretraining config with defaults filled in and values checked: what
+    result.json records, and what decides whether a finished run can be reused."""
+    data, tok_section, model_section, masking, training = config_sections(
+        config, SECTIONS, OTHER_KEYS)
+    check_known_keys(BertConfig, model_section, "bert config field")
+    max_time = config.get("max_time_seconds")
+    return {
+        "data": _check_data(data),
+        "tokenizer": _check(tok_section, "tokenizer", TOKENIZER_DEFAULTS, extra=("path",)),
+        "model": dict(model_section),
+        "masking": _check(masking, "masking", MASKING_DEFAULTS),
+        "training": TrainingArguments.from_dict({**TRAINING_DEFAULTS, **training}).to_dict(),
+        "max_time_seconds": None if max_time is None else coerce("max_time_seconds", max_time,
+                                                                 float),
+    }
 
 
 def _check_data(section: dict[str, Any]) -> dict[str, Any]:
@@ -265,51 +277,83 @@ def pretrain_then_finetune(config: dict[str, Any], output_dir: str | Path, *,
     """Measure what pretraining brings: pretrain BERT (``config["pretrain"]``, a
     ``pretrain_bert`` config), then fine-tune it on a labelled task (``config["finetune"]``, a
     ``finetune`` config without ``model``) and fine-tune the same architecture from random
-    weights with the same tokenizer, data, steps and seed. Returns both results and the
-    difference in accuracy (``accuracy_gain``, positive when pretraining helped).
+    weights with the same tokenizer, data, steps and seed. ``train_sizes`` (default
+    ``[null]``: all) repeats the comparison with that many labelled training examples, where
+    pretraining is expected to matter most. Returns every result and the differences in
+    accuracy (``accuracy_gain`` for all the labels, ``accuracy_gain_<n>`` for n of them;
+    positive when pretraining helped).
+
+    A pretraining run already in ``output_dir/pretrain`` with the same config is reused (the
+    log says so), so that changing the fine-tuning does not cost the pretraining again.
     """
     from wxb.train.finetune import finetune  # the classification side loads on use
 
     log = log or (lambda line: None)
     config = copy.deepcopy(config)
-    unknown = sorted(set(config) - {"pretrain", "finetune", *OTHER_KEYS})
+    unknown = sorted(set(config) - {"pretrain", "finetune", "train_sizes", *OTHER_KEYS})
     if unknown or not {"pretrain", "finetune"} <= set(config):
         raise ConfigError("a pretrain-then-finetune config has two sections, pretrain and "
                           f"finetune{f'; unknown: {unknown[0]!r}' if unknown else ''}")
+    if "model" in (config["finetune"] or {}):
+        raise ConfigError("the finetune section takes its model from the pretraining stage; "
+                          "leave model out")
+    sizes = config.get("train_sizes") or [None]
+    if not isinstance(sizes, list):
+        raise ConfigError(f"train_sizes must be a list such as [500, null], got {sizes!r}")
+    sizes = [None if n is None else coerce("train_sizes", n, int) for n in sizes]
     output_dir = Path(output_dir)
+    names = {n: "" if n is None else f"_{n}" for n in sizes}
     expected = check_expected(config.get("expected"), (
-        "accuracy_gain", "mlm_accuracy", "pretrained_test_accuracy", "random_test_accuracy"))
-    stage = copy.deepcopy(config["pretrain"])
-    stage["training"] = {**(stage.get("training") or {}), "output_dir": str(output_dir /
-                                                                              "pretrain")}
-    log("== pretraining")
-    pretrained = pretrain_bert(stage, log=log)
-    runs = {}
-    for init in ("pretrained", "random"):
-        stage = copy.deepcopy(config["finetune"])
-        if "model" in stage:
-            raise ConfigError("the finetune section takes its model from the pretraining "
-                              "stage; leave model out")
-        stage["model"] = {"pretrained": pretrained["model_dir"], "init": init}
-        stage["training"] = {**(stage.get("training") or {}),
-                             "output_dir": str(output_dir / f"finetune-{init}")}
-        log(f"== fine-tuning from {init} weights")
-        runs[init] = finetune(stage, log=log)
-    split = "test" if "test_accuracy" in runs["random"]["metrics"] else "eval"
-    accuracy = {init: run["metrics"][f"{split}_accuracy"] for init, run in runs.items()}
+        "mlm_accuracy", *(f"{m}{suffix}" for suffix in names.values()
+                          for m in ("accuracy_gain", "pretrained_test_accuracy",
+                                    "random_test_accuracy"))))
+    pretrained = _pretraining(config["pretrain"], output_dir / "pretrain", log)
     metrics = {"mlm_accuracy": pretrained["metrics"]["mlm_accuracy"],
-               "nsp_accuracy": pretrained["metrics"]["nsp_accuracy"],
-               "pretrained_test_accuracy": accuracy["pretrained"],
-               "random_test_accuracy": accuracy["random"],
-               "accuracy_gain": accuracy["pretrained"] - accuracy["random"]}
+               "nsp_accuracy": pretrained["metrics"]["nsp_accuracy"]}
+    runs: dict[str, Any] = {}
+    for size, suffix in names.items():
+        accuracy = {}
+        for init in ("pretrained", "random"):
+            stage = copy.deepcopy(config["finetune"])
+            stage["model"] = {"pretrained": pretrained["model_dir"], "init": init}
+            stage["data"] = {**(stage.get("data") or {}), "train_size": size}
+            folder = output_dir / f"finetune-{init}{suffix.replace('_', '-')}"
+            stage["training"] = {**(stage.get("training") or {}), "output_dir": str(folder)}
+            log(f"== fine-tuning from {init} weights on "
+                f"{'all the' if size is None else size} training examples")
+            run = runs[f"{init}{suffix}"] = finetune(stage, log=log)
+            split = "test" if "test_accuracy" in run["metrics"] else "eval"
+            accuracy[init] = run["metrics"][f"{split}_accuracy"]
+        metrics.update({f"pretrained_test_accuracy{suffix}": accuracy["pretrained"],
+                        f"random_test_accuracy{suffix}": accuracy["random"],
+                        f"accuracy_gain{suffix}": accuracy["pretrained"] - accuracy["random"]})
     result: dict[str, Any] = {
-        "task": "pretrain-finetune", "metrics": metrics, "split": split,
-        "pretraining": pretrained, "finetuned_from_pretrained": runs["pretrained"],
-        "finetuned_from_random": runs["random"],
-        "config": {k: config[k] for k in ("name", "description", "task", "reported")
-                   if k in config},
+        "task": "pretrain-finetune", "metrics": metrics, "pretraining": pretrained,
+        "finetuning": runs,
+        "config": {k: config[k] for k in ("name", "description", "task", "reported",
+                                          "train_sizes") if k in config},
     }
     if expected:
         result["expected"] = judge_expected(expected, metrics)
     atomic_write_json(output_dir / "result.json", result)
     return result
+
+
+def _pretraining(section: dict[str, Any], folder: Path,
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """Pretrain into ``folder``, or reuse the finished run there when its config is this one."""
+    import json
+
+    stage = copy.deepcopy(section)
+    stage["training"] = {**(stage.get("training") or {}), "output_dir": str(folder)}
+    previous = folder / "result.json"
+    if previous.is_file():
+        done = json.loads(previous.read_text(encoding="utf-8"))
+        settings = json.loads(json.dumps(resolved_settings(stage)))  # as JSON stores it
+        if (all(done["config"].get(k) == v for k, v in settings.items())
+                and Path(done["model_dir"]).is_dir()):
+            log(f"== pretraining: reusing the finished run in {folder} (same config); "
+                "delete it to pretrain again")
+            return done
+    log("== pretraining")
+    return pretrain_bert(stage, log=log)
