@@ -158,16 +158,31 @@ def test_pretrain_then_finetune_reports_both_runs_and_the_gain(tmp_path):
                                   "learning_rate": 1e-3}},
         "expected": {"metric": "accuracy_gain", "at_least": -1.0},
     }
-    result = pretrain_then_finetune(config, tmp_path / "out")
+    config["train_sizes"] = [40, None]
+    lines: list[str] = []
+    result = pretrain_then_finetune(config, tmp_path / "out", log=lines.append)
     metrics = result["metrics"]
-    assert metrics["accuracy_gain"] == pytest.approx(
-        metrics["pretrained_test_accuracy"] - metrics["random_test_accuracy"])
+    for suffix in ("", "_40"):
+        assert metrics[f"accuracy_gain{suffix}"] == pytest.approx(
+            metrics[f"pretrained_test_accuracy{suffix}"] - metrics[f"random_test_accuracy{suffix}"])
     assert result["expected"]["met"] is True
-    for folder in ("pretrain", "finetune-pretrained", "finetune-random"):
+    assert result["finetuning"]["random_40"]["examples"]["train"] == 40
+    assert result["finetuning"]["random"]["examples"]["train"] == 128
+    for folder in ("pretrain", "finetune-pretrained", "finetune-random", "finetune-random-40"):
         assert (tmp_path / "out" / folder / "result.json").is_file()
     pretrained = wxb.from_pretrained(tmp_path / "out" / "finetune-pretrained" / "model")
     random_init = wxb.from_pretrained(tmp_path / "out" / "finetune-random" / "model")
     assert pretrained.config.vocab_size == random_init.config.vocab_size
+    # Run again: the finished pretraining is reused, unless its config changed.
+    lines.clear()
+    config["train_sizes"] = [40]
+    again = pretrain_then_finetune(config, tmp_path / "out", log=lines.append)
+    assert any("reusing the finished run" in line for line in lines)
+    assert again["metrics"]["mlm_accuracy"] == metrics["mlm_accuracy"]
+    lines.clear()
+    config["pretrain"]["training"]["max_steps"] = 11
+    pretrain_then_finetune(config, tmp_path / "out", log=lines.append)
+    assert "== pretraining" in lines
     config["finetune"]["model"] = {"pretrained": "x"}
     with pytest.raises(ConfigError, match="leave model out"):
         pretrain_then_finetune(config, tmp_path / "again")

@@ -288,6 +288,7 @@ def test_a_checkpoint_with_another_head_size_needs_to_be_asked(sentiment, tmp_pa
 @pytest.mark.parametrize("change, message", [
     ({"data": {"train": "x.tsv", "path": "y.tsv"}}, "either train"),
     ({"finetune": {"strategy": "lora"}}, "unknown finetune.strategy 'lora'"),
+    ({"data": {"path": "x.tsv", "train_size": 0}}, "train_size must be at least 1, got 0"),
     ({"finetune": {"layer_decay": 1.5}}, r"layer_decay must be in \(0, 1\]"),
     ({"model": {"type": "gpt2", "tokenizer": "."}}, "no sequence-classification head"),
     ({"model": {"pretrained": "no/such-folder-here"}}, "could not be downloaded|does not exist"),

@@ -182,6 +182,8 @@ def _check_data(section: dict[str, Any]) -> dict[str, Any]:
         section[key] = coerce(f"data.{key}", section[key], int)
     if section["train_size"] is not None:
         section["train_size"] = coerce("data.train_size", section["train_size"], int)
+        if section["train_size"] < 1:
+            raise ConfigError(f"data.train_size must be at least 1, got {section['train_size']}")
     for key in ("validation_size", "test_size"):
         section[key] = coerce(f"data.{key}", section[key], float)
     section["truncation"] = coerce("data.truncation", section["truncation"], bool)
@@ -242,8 +244,8 @@ def _read_splits(data: dict[str, Any]) -> tuple[dict[str, TextExamples], LabelSe
     size = data["train_size"]
     if size is not None:
         train = splits["train"]
-        if not 0 < size <= len(train.labels):
-            raise ConfigError(f"data.train_size {size} must be between 1 and the "
+        if size > len(train.labels):
+            raise ConfigError(f"data.train_size {size} is more than the "
                               f"{len(train.labels)} training examples")
         order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(
             data["split_seed"]))[:size].tolist()
