@@ -176,6 +176,7 @@ def test_pretrain_then_finetune_reports_both_runs_and_the_gain(tmp_path):
     # Run again: the finished pretraining is reused, unless its config changed.
     lines.clear()
     config["train_sizes"] = [40]
+    config.pop("expected")
     again = pretrain_then_finetune(config, tmp_path / "out", log=lines.append)
     assert any("reusing the finished run" in line for line in lines)
     assert again["metrics"]["mlm_accuracy"] == metrics["mlm_accuracy"]
