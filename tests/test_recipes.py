@@ -195,6 +195,11 @@ def test_fine_tuning_recipes_name_their_data_and_take_another_model(tmp_path, ca
     assert result["labels"] == ["different", "same"] and result["steps"] == 2
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
+        main(["recipe", "run", "clue-afqmc", "--data-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert ("fine-tunes runs/pretraining-helps/pretrain/model, which does not exist yet: run "
+            "`wxb recipe run pretraining-helps` first") in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
         main(["recipe", "run", "pretraining-helps", "--data-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "ChnSentiCorp_htl_all.csv does not exist" in capsys.readouterr().err

@@ -126,6 +126,8 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
     elif task == "text-classify":
         from wxb.train.finetune import finetune
 
+        _check_earlier_run(recipe, name)
+
         result = finetune(recipe, log=log)
     elif task == "bert-pretrain":
         from wxb.train.pretrain_bert import pretrain_bert
@@ -159,6 +161,17 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def _check_earlier_run(recipe: dict[str, Any], name: str) -> None:
+    """A model that another recipe makes (``runs/<recipe>/...``) must exist: say which recipe
+    to run first, or that ``--model`` picks another."""
+    model = str((recipe.get("model") or {}).get("pretrained", ""))
+    parts = Path(model).parts
+    if len(parts) > 1 and parts[0] == "runs" and not Path(model).is_dir():
+        raise ConfigError(f"recipe {name} fine-tunes {model}, which does not exist yet: run "
+                          f"`wxb recipe run {parts[1]}` first, or give another checkpoint "
+                          f"with --model")
 
 
 def _resolve_data(data: dict[str, Any], data_dir: str | Path | None,
