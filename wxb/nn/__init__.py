@@ -1,15 +1,18 @@
-"""Building blocks shared by every model: attention, positions, norms, feed-forward layers."""
+"""Building blocks shared by every model: attention, positions, norms, feed-forward layers,
+recurrent layers."""
 
 from wxb.nn.attention import KVCache, attention, make_mask
 from wxb.nn.dropout import Dropout, dropout
 from wxb.nn.feedforward import SwiGLU, activation
 from wxb.nn.norm import RMSNorm
 from wxb.nn.position import RotaryEmbedding, apply_rotary, sinusoidal_positions
+from wxb.nn.recurrent import Recurrent
 
 __all__ = [
     "Dropout",
     "KVCache",
     "RMSNorm",
+    "Recurrent",
     "RotaryEmbedding",
     "SwiGLU",
     "activation",
