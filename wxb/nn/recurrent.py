@@ -162,20 +162,22 @@ class Recurrent(nn.Module):
         b_hh = getattr(self, f"bias_hh{suffix}") if self.bias else None
         xw = _linear(x.reshape(-1, x.shape[-1]), getattr(self, f"weight_ih{suffix}"),
                      getattr(self, f"bias_ih{suffix}") if self.bias else None)
-        xw = xw.view(x.shape[0], x.shape[1], -1)
+        # unbind, not xw[:, t]: its backward stacks the step gradients once, where indexing
+        # would add a full-size zero tensor per step.
+        xw = xw.view(x.shape[0], x.shape[1], -1).unbind(1)
         steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
+        padded = not bool(valid.all())  # without padding, no step needs the masks
         outputs: list[torch.Tensor] = [x.new_empty(0)] * x.shape[1]
         for t in steps:
-            keep = valid[t]
             if self.mode == "lstm":
-                new_h, new_c = lstm_cell(xw[:, t], h, c, w_hh, b_hh)
-                c = torch.where(keep, new_c, c)
+                new_h, new_c = lstm_cell(xw[t], h, c, w_hh, b_hh)
+                c = torch.where(valid[t], new_c, c) if padded else new_c
             elif self.mode == "gru":
-                new_h = gru_cell(xw[:, t], h, w_hh, b_hh)
+                new_h = gru_cell(xw[t], h, w_hh, b_hh)
             else:
-                new_h = rnn_cell(xw[:, t], h, w_hh, b_hh)
-            h = torch.where(keep, new_h, h)
-            outputs[t] = new_h * keep
+                new_h = rnn_cell(xw[t], h, w_hh, b_hh)
+            h = torch.where(valid[t], new_h, h) if padded else new_h
+            outputs[t] = new_h * valid[t] if padded else new_h
         return torch.stack(outputs, dim=1), h, c
 
     def _forward_torch(self, x: torch.Tensor, lengths: torch.Tensor,
