@@ -59,6 +59,31 @@ class Config:
         return cls.from_dict(read_config_json(path))
 
 
+def labels_from_dict(values: dict[str, Any]) -> dict[str, Any]:
+    """Hugging Face's label fields, as a classifier config reads them: config.json keeps the
+    labels as ``id2label`` (JSON's string keys become ints again), whose length is
+    ``num_labels``; an explicit ``num_labels`` of another length replaces them."""
+    values = dict(values)
+    values.pop("label2id", None)
+    labels = values.get("id2label")
+    if labels and values.get("num_labels", len(labels)) != len(labels):
+        values.pop("id2label")
+    elif labels:
+        values["num_labels"] = len(labels)
+        values["id2label"] = {int(i): str(name) for i, name in labels.items()}
+    return values
+
+
+def labels_to_dict(values: dict[str, Any], num_labels: int,
+                   id2label: dict | None) -> dict[str, Any]:
+    """``values`` with ``id2label`` and ``label2id`` as config.json keeps them (``LABEL_i``
+    names when none were given)."""
+    names = {int(i): str(name) for i, name in (id2label or {}).items()} or {
+        i: f"LABEL_{i}" for i in range(num_labels)}
+    return {**values, "id2label": {str(i): name for i, name in names.items()},
+            "label2id": {name: i for i, name in names.items()}}
+
+
 def read_config_json(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wxb.errors import ConfigError
-from wxb.models.base import Config, PreTrainedModel
+from wxb.models.base import Config, PreTrainedModel, labels_from_dict, labels_to_dict
 from wxb.nn import Dropout, activation, attention
 
 
@@ -50,26 +50,10 @@ class BertConfig(Config):
 
     @classmethod
     def from_dict(cls, values: dict, *, strict: bool = False) -> BertConfig:
-        """As Hugging Face: config.json keeps the labels as ``id2label`` (JSON's string keys
-        become ints again), whose length is ``num_labels``; an explicit ``num_labels`` of
-        another length replaces them."""
-        values = dict(values)
-        values.pop("label2id", None)
-        labels = values.get("id2label")
-        if labels and values.get("num_labels", len(labels)) != len(labels):
-            values.pop("id2label")
-        elif labels:
-            values["num_labels"] = len(labels)
-            values["id2label"] = {int(i): str(name) for i, name in labels.items()}
-        return super().from_dict(values, strict=strict)
+        return super().from_dict(labels_from_dict(values), strict=strict)
 
     def to_dict(self) -> dict:
-        values = super().to_dict()
-        names = {int(i): str(name) for i, name in (self.id2label or {}).items()} or {
-            i: f"LABEL_{i}" for i in range(self.num_labels)}
-        values["id2label"] = {str(i): name for i, name in names.items()}
-        values["label2id"] = {name: i for i, name in names.items()}
-        return values
+        return labels_to_dict(super().to_dict(), self.num_labels, self.id2label)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -16,6 +16,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "cnn": ("wxb.models.cnn", "CNNConfig", ("CNNForImageClassification",)),
     "gpt2": ("wxb.models.gpt2", "GPT2Config", ("GPT2LMHeadModel",)),
     "llama": ("wxb.models.llama", "LlamaConfig", ("LlamaForCausalLM",)),
+    "rnn": ("wxb.models.rnn", "RNNConfig", ("RNNForSequenceClassification",
+                                            "RNNForTokenClassification")),
     "bert": ("wxb.models.bert", "BertConfig", (
         "BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification",
         "BertForTokenClassification", "BertForQuestionAnswering")),

@@ -26,7 +26,8 @@ class TextClassifier:
                               "needs a sequence classifier (fine-tune one with wxb finetune)")
         self.model = model.eval().to(device or "cpu")
         self.tokenizer = wxb.load_tokenizer(folder)
-        self.max_length = max_length or model.config.max_position_embeddings
+        # A model with positions reads at most that many tokens; a recurrent one any number.
+        self.max_length = max_length or getattr(model.config, "max_position_embeddings", None)
         self.names = model.config.id2label or {}
 
     @torch.no_grad()
@@ -39,7 +40,8 @@ class TextClassifier:
         for start in range(0, len(texts), batch_size):
             enc = self.tokenizer(texts[start:start + batch_size],
                                  None if pairs is None else pairs[start:start + batch_size],
-                                 padding=True, truncation=True, max_length=self.max_length,
+                                 padding=True, truncation=self.max_length is not None,
+                                 max_length=self.max_length,
                                  return_tensors="pt", return_token_type_ids=True)
             enc = {k: v.to(self.model.device) for k, v in enc.items()
                    if k in ("input_ids", "attention_mask", "token_type_ids")}

@@ -8,7 +8,9 @@ The config (a recipe with ``task: text-classify`` is one)::
 
     model:    {pretrained: DIR | hub id, init: pretrained | random,
                ignore_mismatched_sizes: false, <config fields to change, e.g. classifier_dropout>}
-              or {type: bert, tokenizer: DIR, <fields of the family's config>}   (from scratch)
+              or {type: bert | rnn, tokenizer: DIR | {kind: word, vocab_size: 20000, ...},
+                  <fields of the family's config>}   (from scratch; a tokenizer given by its
+                  settings is trained on the training texts)
     data:     {train: FILE, validation: FILE, test: FILE}
               or {path: FILE, validation_size: 0.1, test_size: 0.1, split_seed: 0}
               + text_column, text_pair_column, label_column, label_names | label_name_column,
@@ -54,7 +56,8 @@ from wxb.models import registry
 from wxb.models.base import CONFIG_NAME, PreTrainedModel, read_config_json
 from wxb.peft import freeze
 from wxb.tokenizers.base import Tokenizer
-from wxb.tokenizers.load import load_tokenizer
+from wxb.tokenizers.load import load_tokenizer, tokenizer_class
+from wxb.tokenizers.train import train_on_lines
 from wxb.train.arguments import TrainingArguments
 from wxb.train.from_config import check_expected, config_sections, judge_expected
 from wxb.train.pretrain import TimeBudget
@@ -75,6 +78,7 @@ TRAINING_DEFAULTS = {"output_dir": "runs/finetune", "num_train_epochs": 3,
                      "learning_rate": 5e-5, "warmup_ratio": 0.1, "weight_decay": 0.01,
                      "per_device_train_batch_size": 32, "eval_strategy": "epoch",
                      "metric_for_best_model": "accuracy"}
+TOKENIZER_KINDS = ("word", "char", "wordpiece")
 SPLIT_METRICS = ("accuracy", "loss", "precision", "recall", "f1")
 METRICS = tuple(f"{split}_{m}" for split in ("eval", "test") for m in SPLIT_METRICS)
 
@@ -103,7 +107,8 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
     output_dir = Path(args.output_dir)
     log("data: " + ", ".join(f"{name} {len(s.labels):,}" for name, s in splits.items())
         + f"; {len(labels.values)} labels")
-    model, tokenizer = build_classifier(model_section, labels, seed=args.seed)
+    model, tokenizer = build_classifier(model_section, labels, seed=args.seed,
+                                        texts=splits["train"].texts)
     if tokenizer.pad_token_id is None:
         raise ConfigError("the tokenizer has no [PAD] token; batches of texts need one")
     encoded = {name: encode_examples(s, labels, tokenizer, max_length=data["max_length"],
@@ -286,11 +291,11 @@ def _take(examples: TextExamples, ids: list[int]) -> TextExamples:
                         [examples.labels[i] for i in ids])
 
 
-def build_classifier(section: dict[str, Any], labels: LabelSet, *,
-                     seed: int) -> tuple[PreTrainedModel, Tokenizer]:
+def build_classifier(section: dict[str, Any], labels: LabelSet, *, seed: int,
+                     texts: list[str] | None = None) -> tuple[PreTrainedModel, Tokenizer]:
     """The sequence classifier and its tokenizer: a checkpoint under a new head sized to the
     labels, the same architecture with fresh weights (``init: random``), or a model of a
-    ``type`` built from scratch on a given tokenizer."""
+    ``type`` built from scratch on a given tokenizer or one trained on ``texts``."""
     from wxb.hub import load_pretrained, resolve
 
     known = {k: section[k] for k in MODEL_KEYS if k in section}
@@ -322,11 +327,31 @@ def build_classifier(section: dict[str, Any], labels: LabelSet, *,
                           "and tokenizer (a tokenizer folder) to build one from scratch")
     model_type = known["type"]
     cls = registry.model_class(model_type, classifier_architecture(model_type))
-    tokenizer = load_tokenizer(known["tokenizer"])
+    tokenizer = _tokenizer(known["tokenizer"], texts or [])
     check_known_keys(cls.config_class, fields, f"{model_type} config field")
     values = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id,
               **label_fields, **fields}
     return cls(cls.config_class.from_dict(values, strict=True)), tokenizer
+
+
+def _tokenizer(spec: Any, texts: list[str]) -> Tokenizer:
+    """A tokenizer folder, or ``{kind: word | char | wordpiece, vocab_size, min_frequency,
+    <the kind's options>}`` trained on ``texts``."""
+    if not isinstance(spec, dict):
+        return load_tokenizer(spec)
+    options = dict(spec)
+    kind = options.pop("kind", None)
+    if kind not in TOKENIZER_KINDS:
+        raise ConfigError(f"model.tokenizer is a folder or settings with kind one of "
+                          f"{', '.join(TOKENIZER_KINDS)}; got {spec!r}")
+    size = options.pop("vocab_size", None)
+    min_frequency = coerce("model.tokenizer.min_frequency", options.pop("min_frequency", 1),
+                           int)
+    if kind == "wordpiece":
+        return train_on_lines("wordpiece", texts, vocab_size=size or 8000,
+                              min_frequency=min_frequency)
+    return tokenizer_class(kind).train(texts, min_frequency=min_frequency, max_size=size,
+                                       **options)
 
 
 def classifier_architecture(model_type: str) -> str:

@@ -1,0 +1,185 @@
+"""Recurrent text models: a sentence classifier and a sequence tagger.
+
+    classifier  ids -> embedding -> dropout -> RNN / LSTM / GRU (uni- or bidirectional)
+                    -> the last state of each direction, or max / mean over the real steps
+                    -> dropout -> linear -> label scores
+    tagger      ids -> embedding -> dropout -> recurrent layers -> dropout -> linear per token
+
+The recurrent layers are ``wxb.nn.Recurrent`` (written out; ``impl: torch`` runs the same
+parameters through PyTorch's kernels). Padding is read from ``attention_mask`` (right-padded
+batches): padded steps never change a state, and the backward direction starts at each
+sentence's end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wxb.errors import ConfigError
+from wxb.models.base import Config, PreTrainedModel, labels_from_dict, labels_to_dict
+from wxb.models.outputs import SequenceClassifierOutput
+from wxb.nn import Dropout, Recurrent
+from wxb.nn.recurrent import GATES, IMPLS
+
+POOLING = ("last", "max", "mean")
+
+
+@dataclass
+class RNNConfig(Config):
+    model_type = "rnn"
+
+    vocab_size: int = 20000
+    embedding_size: int = 128
+    hidden_size: int = 128
+    num_hidden_layers: int = 1
+    cell: str = "lstm"  # rnn | lstm | gru
+    bidirectional: bool = True
+    pooling: str = "last"  # last | max | mean (the classifier's sentence vector)
+    dropout: float = 0.3  # on the embeddings, between recurrent layers and before the head
+    impl: str = "wxb"  # wxb (written out) | torch (PyTorch's kernels, same parameters)
+    pad_token_id: int | None = 0
+    num_labels: int = 2
+    id2label: dict | None = None
+    initializer_range: float = 0.1  # embeddings: N(0, 0.1); recurrent weights as PyTorch's
+
+    @classmethod
+    def from_dict(cls, values: dict, *, strict: bool = False) -> RNNConfig:
+        return super().from_dict(labels_from_dict(values), strict=strict)
+
+    def to_dict(self) -> dict:
+        return labels_to_dict(super().to_dict(), self.num_labels, self.id2label)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, value, choices in (("cell", self.cell, tuple(GATES)),
+                                     ("pooling", self.pooling, POOLING),
+                                     ("impl", self.impl, IMPLS)):
+            if value not in choices:
+                raise ConfigError(f"unknown {name} {value!r}; choose one of: "
+                                  f"{', '.join(choices)}")
+        if self.num_labels < 1:
+            raise ConfigError(f"num_labels must be at least 1, got {self.num_labels}")
+
+
+@dataclass
+class TokenClassifierOutput:
+    """``loss`` (when labels were given; -100 ignored) and ``logits`` (batch, seq, labels)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+class _RNNBase(PreTrainedModel):
+    config_class = RNNConfig
+
+    def __init__(self, config: RNNConfig) -> None:
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size,
+                                       padding_idx=config.pad_token_id)
+        nn.init.normal_(self.embeddings.weight, std=config.initializer_range)
+        if config.pad_token_id is not None:
+            nn.init.zeros_(self.embeddings.weight[config.pad_token_id])
+        self.rnn = Recurrent(config.cell, config.embedding_size, config.hidden_size,
+                             config.num_hidden_layers, bidirectional=config.bidirectional,
+                             dropout=config.dropout, impl=config.impl)
+        self.dropout = Dropout(config.dropout)
+        directions = 2 if config.bidirectional else 1
+        self.classifier = nn.Linear(directions * config.hidden_size, config.num_labels)
+
+    def parameter_components(self) -> list[tuple[str, str, str]]:
+        """The count as the course derives it: (component, name pattern, formula) rows for
+        ``wxb params``. V vocabulary, E embedding, H hidden, G gates (RNN 1, GRU 3, LSTM 4),
+        D directions, L layers, C labels."""
+        c = self.config
+        v, e, h, g = c.vocab_size, c.embedding_size, c.hidden_size, GATES[c.cell]
+        d, layers, labels = (2 if c.bidirectional else 1), c.num_hidden_layers, c.num_labels
+        rows = [("embeddings", r"^embeddings\.", f"V*E = {v:,}*{e}"),
+                ("rnn layer 1", r"^rnn\..*_l0(_reverse)?$",
+                 f"D*G*(H*(E+H)+2H) = {d}*{g}*{h * (e + h) + 2 * h:,}")]
+        if layers > 1:
+            rows.append(("rnn layers 2+", r"^rnn\..*_l[1-9]\d*(_reverse)?$",
+                         f"(L-1)*D*G*(H*(DH+H)+2H) = {layers - 1}*{d}*{g}*"
+                         f"{h * (d * h + h) + 2 * h:,}"))
+        rows.append(("head", r"^classifier\.", f"DH*C+C = {d * h}*{labels}+{labels}"))
+        return rows
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+               ) -> tuple[torch.Tensor, object, torch.Tensor]:
+        """(outputs (batch, seq, directions * hidden), final state, lengths (batch,))."""
+        if attention_mask is None:
+            lengths = torch.full((input_ids.shape[0],), input_ids.shape[1])
+        else:
+            lengths = attention_mask.sum(dim=1).clamp(min=1)
+        out, final = self.rnn(self.dropout(self.embeddings(input_ids)), lengths)
+        return out, final, lengths
+
+    def load_vectors(self, vectors: dict[str, torch.Tensor], vocab: dict[str, int]) -> int:
+        """Copy pretrained word vectors (word -> vector) into the embeddings of the words the
+        vocabulary (word -> id) has; returns how many were found."""
+        weight = self.embeddings.weight
+        found = 0
+        with torch.no_grad():
+            for word, index in vocab.items():
+                vector = vectors.get(word)
+                if vector is None or index >= weight.shape[0]:
+                    continue
+                if vector.shape[0] != weight.shape[1]:
+                    raise ConfigError(f"the vector of {word!r} has {vector.shape[0]} "
+                                      f"dimensions; embedding_size is {weight.shape[1]}")
+                weight[index] = vector
+                found += 1
+        return found
+
+
+class RNNForSequenceClassification(_RNNBase):
+    """One label per text, from the sentence vector ``config.pooling`` makes."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> SequenceClassifierOutput:
+        """input_ids (batch, seq), right-padded; ``token_type_ids`` is accepted and unused
+        (tokenizers of sentence pairs make it; a recurrent model reads the pair in order)."""
+        out, final, lengths = self.encode(input_ids, attention_mask)
+        vector = self._pool(out, final, lengths)
+        logits = self.classifier(self.dropout(vector))
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            n = self.config.num_labels
+            if bool(((labels < 0) | (labels >= n)).any()):
+                bad = labels[(labels < 0) | (labels >= n)][0].item()
+                raise ConfigError(f"label {bad} is outside num_labels {n} (labels are "
+                                  f"0..{n - 1}); set num_labels to the number of classes")
+            loss = F.cross_entropy(logits.float(), labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def _pool(self, out: torch.Tensor, final: object, lengths: torch.Tensor) -> torch.Tensor:
+        pooling = self.config.pooling
+        if pooling == "last":  # the top layer's final state in each direction
+            h_n = final[0] if isinstance(final, tuple) else final
+            directions = 2 if self.config.bidirectional else 1
+            return torch.cat(list(h_n[-directions:]), dim=-1)
+        steps = torch.arange(out.shape[1], device=out.device)[None, :, None]
+        real = steps < lengths.to(out.device)[:, None, None]
+        if pooling == "max":
+            return out.masked_fill(~real, torch.finfo(out.dtype).min).amax(dim=1)
+        return (out * real).sum(dim=1) / lengths.to(out.device)[:, None]
+
+
+class RNNForTokenClassification(_RNNBase):
+    """One label per token (a BiLSTM tagger for NER); label -100 is ignored."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> TokenClassifierOutput:
+        out, _, _ = self.encode(input_ids, attention_mask)
+        logits = self.classifier(self.dropout(out))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                   labels.reshape(-1).to(logits.device), ignore_index=-100)
+        return TokenClassifierOutput(loss=loss, logits=logits)
