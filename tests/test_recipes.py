@@ -203,3 +203,12 @@ def test_fine_tuning_recipes_name_their_data_and_take_another_model(tmp_path, ca
         main(["recipe", "run", "pretraining-helps", "--data-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "ChnSentiCorp_htl_all.csv does not exist" in capsys.readouterr().err
+
+
+def test_a_recipe_that_extends_another_keeps_its_own_name_and_promise():
+    lstm, gru, rnn = (load_recipe(n) for n in ("sst2-lstm", "sst2-gru", "sst2-rnn"))
+    assert gru["model"] == {**lstm["model"], "cell": "gru"}
+    assert rnn["model"]["cell"] == "rnn" and "expected" not in rnn
+    assert gru["data"] == lstm["data"] and gru["training"] == lstm["training"]
+    assert gru["name"] == "sst2-gru" and gru["description"] != lstm["description"]
+    assert "extends" not in gru and gru.get("reported") != lstm.get("reported")

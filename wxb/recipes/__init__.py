@@ -46,11 +46,24 @@ def recipe_names() -> list[str]:
 
 
 def load_recipe(name: str) -> dict[str, Any]:
-    """The bundled recipe ``name`` as a config dict."""
+    """The bundled recipe ``name`` as a config dict.
+
+    A recipe that ``extends`` another is that one's sections with its own laid over them (a
+    GRU variant of an LSTM recipe names only ``model: {cell: gru}``); its name, description,
+    promise and reported numbers are its own.
+    """
     if name not in recipe_names():
         raise ConfigError(f"unknown recipe {name!r}; the recipes are: {', '.join(recipe_names())}")
     resource = resources.files(__name__) / f"{name}.yaml"
-    return parse_config(resource.read_text(encoding="utf-8"), f"recipe {name}")
+    recipe = parse_config(resource.read_text(encoding="utf-8"), f"recipe {name}")
+    base_name = recipe.pop("extends", None)
+    if base_name is None:
+        return recipe
+    if base_name == name:
+        raise ConfigError(f"recipe {name} extends itself")
+    base = load_recipe(base_name)
+    own = ("name", "description", "expected", "reported")
+    return _merge({k: v for k, v in base.items() if k not in own}, recipe)
 
 
 def default_train_config() -> dict[str, Any]:
