@@ -99,7 +99,8 @@ def bad_inputs(tmp_path):
         "invalid yaml": (["train", tmp_path / "broken.yaml"], ["broken.yaml", "YAML"]),
         "unknown section": (["train", tmp_path / "section.yaml"], ["section", "trainer"]),
         "unknown model field": (["train", tmp_path / "field.yaml"], ["hiden_sizes"]),
-        "unknown model type": (["train", "--model", "rnn"], ["model type", "rnn"]),
+        "unknown model type": (["train", "--model", "xlnet"], ["model type", "xlnet"]),
+        "text model type": (["train", "--model", "rnn"], ["reads token ids", "wxb finetune"]),
         "resume without checkpoint": (
             ["train", "--resume", "--output-dir", tmp_path / "no_run", "--max-steps", 2],
             ["no last checkpoint", "no_run"]),
@@ -110,7 +111,7 @@ def bad_inputs(tmp_path):
 
 BAD_INPUTS = ["missing config", "missing data", "header-only csv", "empty npz",
               "unknown optimizer", "unknown scheduler", "non-numeric lr", "invalid yaml",
-              "unknown section", "unknown model field", "unknown model type",
+              "unknown section", "unknown model field", "unknown model type", "text model type",
               "resume without checkpoint", "resume from nowhere"]
 
 

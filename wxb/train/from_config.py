@@ -117,6 +117,10 @@ def train_from_config(config: dict[str, Any], *, resume: bool | str = False) -> 
         raise ConfigError(f"model.type must be a model type name such as 'cnn', got {model_type!r}")
     fields = {k: v for k, v in model_section.items() if k != "type"}
     config_cls, model_cls = config_class(model_type), model_class(model_type)
+    if model_cls.main_input_name == "input_ids":
+        raise ConfigError(f"model type {model_type!r} reads token ids; `wxb train` trains on "
+                          "features and images (cnn, mlp): fine-tune text models with "
+                          "`wxb finetune`, pretrain language models with a causal-lm recipe")
     check_known_keys(config_cls, fields, f"{model_type} config field")
     expected = check_expected(config.get("expected"), METRICS)
     data_section = _check_data(data_section)
