@@ -7,6 +7,7 @@ from wxb.metrics.classification import (
     confusion_matrix,
     precision_recall_f1,
 )
+from wxb.metrics.tagging import entities, entity_scores, token_scores_without_o
 
 __all__ = ["accuracy", "classification_metrics", "classification_report", "confusion_matrix",
-           "precision_recall_f1"]
+           "entities", "entity_scores", "precision_recall_f1", "token_scores_without_o"]
