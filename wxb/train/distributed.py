@@ -12,6 +12,7 @@ DDP averages the gradients, so N processes with batches of B train like one with
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -65,6 +66,9 @@ class Distributed:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Leave the group before the interpreter shuts down: Gloo threads still alive at exit
+        # can abort the process ("terminate called without an active exception").
+        atexit.register(_leave_process_group)
 
     def shard(self, batch: list[int]) -> list[int]:
         """This process' part of a global batch of example indices."""
@@ -89,3 +93,8 @@ class Distributed:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
