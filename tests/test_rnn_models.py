@@ -106,3 +106,24 @@ def test_parameter_breakdown_follows_the_formulas(cell, gates):
                     "rnn layers 2+": 2 * gates * (h * (2 * h + h) + 2 * h),
                     "head": 2 * h * 2 + 2}
     assert sum(rows.values()) == model.num_parameters()
+
+
+def test_word_vectors_read_in_both_text_formats_into_the_embeddings(tmp_path):
+    from wxb.data.vectors import read_word_vectors
+    from wxb.errors import DataError
+
+    (tmp_path / "glove.txt").write_text("good 0.5 1 -2\nbad 1 1 1\nfilm 0 0 0\n",
+                                        encoding="utf-8")
+    (tmp_path / "w2v.txt").write_text("3 3\ngood 0.5 1 -2\nbad 1 1 1\nfilm 0 0 0\n",
+                                      encoding="utf-8")
+    for name in ("glove.txt", "w2v.txt"):
+        vectors = read_word_vectors(tmp_path / name, {"good", "film"})
+        assert set(vectors) == {"good", "film"}
+        assert vectors["good"].tolist() == [0.5, 1.0, -2.0]
+    model = RNNForSequenceClassification(RNNConfig(**{**SMALL, "embedding_size": 3}))
+    assert model.load_vectors(vectors, {"[PAD]": 0, "good": 5, "plot": 6}) == 1
+    assert model.embeddings.weight[5].tolist() == [0.5, 1.0, -2.0]
+    (tmp_path / "bad.txt").write_text("good 1 2 3\nbad 1 2\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.txt, line 2: 2 numbers after the word, "
+                                        r"expected 3"):
+        read_word_vectors(tmp_path / "bad.txt")
