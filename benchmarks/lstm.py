@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
+from timing import best_time
 
 from wxb.nn import Recurrent
 
@@ -27,17 +27,6 @@ def fwd_bwd(module: torch.nn.Module, x: torch.Tensor):
         out.sum().backward()
         module.zero_grad(set_to_none=True)
     return step
-
-
-def best_time(fn, rounds: int, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best
 
 
 def main() -> None:

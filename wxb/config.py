@@ -31,6 +31,14 @@ def check_known_keys(cls: type, values: dict[str, Any], what: str) -> None:
                           f"{', '.join(sorted(known))}")
 
 
+def check_section_keys(name: str, section: dict[str, Any], known: tuple[str, ...]) -> None:
+    """Refuse a key of config section ``name`` that is not in ``known``, listing those."""
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {name} field {unknown[0]!r}; known ones are: "
+                          f"{', '.join(known)}")
+
+
 def coerce(name: str, value: Any, hint: Any) -> Any:
     """Convert ``value`` (often a string from YAML or a flag) to the type ``hint``."""
     args = typing.get_args(hint)

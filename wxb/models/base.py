@@ -59,6 +59,21 @@ class Config:
         return cls.from_dict(read_config_json(path))
 
 
+class LabelledConfig(Config):
+    """A classifier family's config: its dataclass has ``num_labels`` and ``id2label``, which
+    read and write as Hugging Face's do (``label2id`` too, ``LABEL_i`` names by default)."""
+
+    num_labels: int
+    id2label: dict | None
+
+    @classmethod
+    def from_dict(cls: type[C], values: dict[str, Any], *, strict: bool = False) -> C:
+        return super().from_dict(labels_from_dict(values), strict=strict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return labels_to_dict(super().to_dict(), self.num_labels, self.id2label)
+
+
 def labels_from_dict(values: dict[str, Any]) -> dict[str, Any]:
     """Hugging Face's label fields, as a classifier config reads them: config.json keeps the
     labels as ``id2label`` (JSON's string keys become ints again), whose length is

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from wxb.errors import ConfigError
-from wxb.models.base import Config, PreTrainedModel, labels_from_dict, labels_to_dict
+from wxb.models.base import LabelledConfig, PreTrainedModel
 from wxb.nn import Dropout, activation, attention
 
 
 @dataclass
-class BertConfig(Config):
+class BertConfig(LabelledConfig):
     model_type = "bert"
 
     vocab_size: int = 30522
@@ -47,13 +47,6 @@ class BertConfig(Config):
     id2label: dict | None = None  # {0: "negative", 1: "positive"}; default LABEL_0, LABEL_1...
     problem_type: str | None = None  # regression | single_label_classification | multi_label…
     tie_word_embeddings: bool = True
-
-    @classmethod
-    def from_dict(cls, values: dict, *, strict: bool = False) -> BertConfig:
-        return super().from_dict(labels_from_dict(values), strict=strict)
-
-    def to_dict(self) -> dict:
-        return labels_to_dict(super().to_dict(), self.num_labels, self.id2label)
 
     def __post_init__(self) -> None:
         super().__post_init__()

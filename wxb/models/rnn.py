@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wxb.errors import ConfigError
-from wxb.models.base import Config, PreTrainedModel, labels_from_dict, labels_to_dict
+from wxb.models.base import LabelledConfig, PreTrainedModel
 from wxb.models.outputs import SequenceClassifierOutput
 from wxb.nn import Dropout, Recurrent
 from wxb.nn.recurrent import GATES, IMPLS
@@ -29,7 +29,7 @@ POOLING = ("last", "max", "mean")
 
 
 @dataclass
-class RNNConfig(Config):
+class RNNConfig(LabelledConfig):
     model_type = "rnn"
 
     vocab_size: int = 20000
@@ -45,13 +45,6 @@ class RNNConfig(Config):
     num_labels: int = 2
     id2label: dict | None = None
     initializer_range: float = 0.1  # embeddings: N(0, 0.1); recurrent weights as PyTorch's
-
-    @classmethod
-    def from_dict(cls, values: dict, *, strict: bool = False) -> RNNConfig:
-        return super().from_dict(labels_from_dict(values), strict=strict)
-
-    def to_dict(self) -> dict:
-        return labels_to_dict(super().to_dict(), self.num_labels, self.id2label)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wxb.config import check_known_keys, coerce
+from wxb.config import check_known_keys, check_section_keys, coerce
 from wxb.data.datasets import DictDataset, train_test_split
 from wxb.data.text import (
     EncodedTexts,
@@ -60,7 +60,7 @@ from wxb.tokenizers.load import load_tokenizer, tokenizer_class
 from wxb.tokenizers.train import train_on_lines
 from wxb.train.arguments import TrainingArguments
 from wxb.train.from_config import check_expected, config_sections, judge_expected
-from wxb.train.pretrain import TimeBudget
+from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import Trainer
 
 SECTIONS = ("model", "data", "finetune", "training")
@@ -142,14 +142,7 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
 
     curve = output_dir / "loss_curve.png"
     result: dict[str, Any] = {
-        "task": "text-classify",
-        "metrics": metrics,
-        "steps": trainer.state.global_step,
-        "epoch": trainer.state.epoch,
-        "train_runtime_s": round(output.metrics["train_runtime"], 2),
-        "stopped_by_time_budget": bool(budget and budget.stopped),
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "num_parameters": model.num_parameters(),
+        **run_summary("text-classify", metrics, trainer, output, budget, start),
         "trainable_parameters": model.num_parameters(trainable_only=True),
         "examples": {name: len(s.labels) for name, s in splits.items()},
         "labels": labels.names,
@@ -173,7 +166,7 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
 
 
 def _check_data(section: dict[str, Any]) -> dict[str, Any]:
-    _check_keys("data", section, (*DATA_FILES, *DATA_DEFAULTS))
+    check_section_keys("data", section, (*DATA_FILES, *DATA_DEFAULTS))
     if ("path" in section) == ("train" in section):
         raise ConfigError("data: give either train (with validation and/or test files) or "
                           "path (one file, split by validation_size and test_size)")
@@ -198,7 +191,7 @@ def _check_data(section: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_finetune(section: dict[str, Any]) -> dict[str, Any]:
-    _check_keys("finetune", section, tuple(FINETUNE_DEFAULTS))
+    check_section_keys("finetune", section, tuple(FINETUNE_DEFAULTS))
     section = {**FINETUNE_DEFAULTS, **section}
     if section["strategy"] not in STRATEGIES:
         raise ConfigError(f"unknown finetune.strategy {section['strategy']!r}; choose one of: "
@@ -209,13 +202,6 @@ def _check_finetune(section: dict[str, Any]) -> dict[str, Any]:
     if not 0 < section["layer_decay"] <= 1:
         raise ConfigError(f"finetune.layer_decay must be in (0, 1], got {section['layer_decay']}")
     return section
-
-
-def _check_keys(name: str, section: dict[str, Any], known: tuple[str, ...]) -> None:
-    unknown = sorted(set(section) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown {name} field {unknown[0]!r}; known ones are: "
-                          f"{', '.join(known)}")
 
 
 # ----------------------------------------------------------------------------- the pieces

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from wxb.config import check_known_keys, coerce
+from wxb.config import check_known_keys, check_section_keys, coerce
 from wxb.data.tokens import TokenWindows, encode_to_file, read_tokens, split_tokens
 from wxb.errors import ConfigError
 from wxb.io import atomic_write_json
@@ -86,6 +86,22 @@ class TimeBudget:
         if time.perf_counter() - self.start >= self.seconds:
             self.stopped = True
             trainer.stop()
+
+
+def run_summary(task: str, metrics: dict[str, float], trainer: Trainer, output: Any,
+                budget: TimeBudget | None, start: float) -> dict[str, Any]:
+    """The fields every training pipeline's result.json opens with: the task, its metrics,
+    how far and how long training went, and the model's size."""
+    return {
+        "task": task,
+        "metrics": metrics,
+        "steps": trainer.state.global_step,
+        "epoch": trainer.state.epoch,
+        "train_runtime_s": round(output.metrics["train_runtime"], 2),
+        "stopped_by_time_budget": bool(budget and budget.stopped),
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "num_parameters": trainer.model.num_parameters(),
+    }
 
 
 def pretrain(config: dict[str, Any], *, resume: bool | str = False,
@@ -161,15 +177,8 @@ def pretrain(config: dict[str, Any], *, resume: bool | str = False,
                    * args.gradient_accumulation_steps * block)
     curve = output_dir / "loss_curve.png"
     result: dict[str, Any] = {
-        "task": "causal-lm",
-        "metrics": metrics,
-        "steps": trainer.state.global_step,
-        "epoch": trainer.state.epoch,
-        "train_runtime_s": round(runtime, 2),
+        **run_summary("causal-lm", metrics, trainer, output, budget, start),
         "tokens_per_second": round(tokens_seen / runtime, 1) if runtime else None,
-        "stopped_by_time_budget": bool(budget and budget.stopped),
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "num_parameters": model.num_parameters(),
         "tokens": {"train": len(train_tokens), "validation": len(val_tokens),
                    "vocab_size": tokenizer.vocab_size},
         "best_checkpoint": best,
@@ -197,7 +206,7 @@ def pretrain(config: dict[str, Any], *, resume: bool | str = False,
 
 
 def _check_data(section: dict[str, Any]) -> dict[str, Any]:
-    _check_keys("data", section, ("path", *DATA_DEFAULTS))
+    check_section_keys("data", section, ("path", *DATA_DEFAULTS))
     if "path" not in section:
         raise ConfigError("data.path is required: the UTF-8 text file(s) to pretrain on, "
                           "e.g. data: {path: input.txt}")
@@ -213,9 +222,9 @@ def _check_data(section: dict[str, Any]) -> dict[str, Any]:
 
 def _check_tokenizer(section: dict[str, Any]) -> dict[str, Any]:
     if "path" in section:
-        _check_keys("tokenizer", section, ("path",))
+        check_section_keys("tokenizer", section, ("path",))
         return {"path": str(section["path"])}
-    _check_keys("tokenizer", section, tuple(TOKENIZER_DEFAULTS))
+    check_section_keys("tokenizer", section, tuple(TOKENIZER_DEFAULTS))
     section = {**TOKENIZER_DEFAULTS, **section}
     if section["kind"] not in TOKENIZER_KINDS:
         raise ConfigError(f"unknown tokenizer.kind {section['kind']!r}; train one of: "
@@ -229,7 +238,7 @@ def _check_tokenizer(section: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_samples(section: dict[str, Any]) -> dict[str, Any]:
-    _check_keys("samples", section, tuple(SAMPLES_DEFAULTS))
+    check_section_keys("samples", section, tuple(SAMPLES_DEFAULTS))
     section = {**SAMPLES_DEFAULTS, **section}
     prompts = section["prompts"]
     if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
@@ -242,13 +251,6 @@ def _check_samples(section: dict[str, Any]) -> dict[str, Any]:
     section["max_new_tokens"] = coerce("samples.max_new_tokens", section["max_new_tokens"], int)
     section["seed"] = coerce("samples.seed", section["seed"], int)
     return section
-
-
-def _check_keys(name: str, section: dict[str, Any], known: tuple[str, ...]) -> None:
-    unknown = sorted(set(section) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown {name} field {unknown[0]!r}; known ones are: "
-                          f"{', '.join(known)}")
 
 
 # ----------------------------------------------------------------------------- the pieces

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from wxb.config import check_known_keys, coerce
+from wxb.config import check_known_keys, check_section_keys, coerce
 from wxb.data.mlm import IGNORE, MLMCollator, chinese_word_ids, mask_once, nsp_pairs
 from wxb.data.text import read_rows
 from wxb.errors import ConfigError, DataError
@@ -43,7 +43,7 @@ from wxb.tokenizers.load import load_tokenizer
 from wxb.tokenizers.train import train_on_lines
 from wxb.train.arguments import TrainingArguments
 from wxb.train.from_config import check_expected, config_sections, judge_expected
-from wxb.train.pretrain import TimeBudget
+from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import Trainer
 
 SECTIONS = ("data", "tokenizer", "model", "masking", "training")
@@ -142,14 +142,7 @@ def pretrain_bert(config: dict[str, Any], *, resume: bool | str = False,
 
     curve = output_dir / "loss_curve.png"
     result: dict[str, Any] = {
-        "task": "bert-pretrain",
-        "metrics": metrics,
-        "steps": trainer.state.global_step,
-        "epoch": trainer.state.epoch,
-        "train_runtime_s": round(output.metrics["train_runtime"], 2),
-        "stopped_by_time_budget": bool(budget and budget.stopped),
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "num_parameters": model.num_parameters(),
+        **run_summary("bert-pretrain", metrics, trainer, output, budget, start),
         "tokenizer_size": tokenizer.vocab_size,
         "documents": {"train": len(train_docs), "validation": len(val_docs)},
         "pairs": {"train": len(train_set), "validation": len(val_set)},
@@ -228,10 +221,7 @@ def _check(section: dict[str, Any], name: str, defaults: dict[str, Any],
            extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """``section`` over ``defaults``, refusing unknown keys and converting to the defaults'
     types."""
-    unknown = sorted(set(section) - set(defaults) - set(extra))
-    if unknown:
-        raise ConfigError(f"unknown {name} field {unknown[0]!r}; known ones are: "
-                          f"{', '.join((*defaults, *extra))}")
+    check_section_keys(name, section, (*defaults, *extra))
     if name == "tokenizer" and "path" in section:
         return {"path": str(section["path"])}
     merged = {**defaults, **section}
