@@ -53,9 +53,15 @@ def _bert_from_hf(state: StateDict) -> StateDict:
     return {k: v for k, v in state.items() if not k.endswith("embeddings.position_ids")}
 
 
+def _marian_from_hf(state: StateDict) -> StateDict:
+    """Older Marian checkpoints carry the fixed sinusoid tables; the model computes them."""
+    return {k: v for k, v in state.items() if not k.endswith("embed_positions.weight")}
+
+
 # model_type -> (Hugging Face state dict -> wxb, wxb -> Hugging Face)
 CONVERSIONS: dict[str, tuple[Callable[[StateDict], StateDict], Callable[[StateDict], StateDict]]]
-CONVERSIONS = {"gpt2": (_gpt2_from_hf, _gpt2_to_hf), "bert": (_bert_from_hf, dict)}
+CONVERSIONS = {"gpt2": (_gpt2_from_hf, _gpt2_to_hf), "bert": (_bert_from_hf, dict),
+               "marian": (_marian_from_hf, dict)}
 
 
 # Hub ids whose checkpoint an installed package carries: id -> (module, function giving the

@@ -12,6 +12,7 @@ from wxb.errors import ConfigError
 from wxb.generation.beam import beam_search
 from wxb.generation.config import GenerationConfig
 from wxb.generation.decoding import Decoding, prepare, sample_steps
+from wxb.generation.encoder_decoder import decoder_view
 
 SPECIAL_TOKENS = ("eos_token_id", "pad_token_id", "bos_token_id")
 
@@ -35,6 +36,10 @@ def generate(model: Any, input_ids: Any = None,
              **kwargs: Any) -> torch.Tensor | GenerateOutput:
     """Continue each prompt; same settings, same tokens as transformers' ``model.generate``.
 
+    For an encoder-decoder model (``config.is_encoder_decoder``: the Transformer, Seq2Seq),
+    ``input_ids`` (batch, src) is the source, right-padded with ``attention_mask``, and the
+    output starts with the decoder start token.
+
     ``input_ids`` (batch, seq) token ids, left-padded with ``attention_mask`` (batch, seq)
     when prompts differ in length (a 1-D prompt counts as batch 1; None starts from the bos
     token). Settings come from ``generation_config`` updated by ``kwargs`` (its field names:
@@ -48,7 +53,7 @@ def generate(model: Any, input_ids: Any = None,
     that finished early padded with ``pad_token_id``; or a ``GenerateOutput`` with
     ``return_dict_in_generate=True``.
     """
-    d = _prepare(model, input_ids, generation_config, attention_mask, tokenizer, kwargs)
+    model, d = _prepare(model, input_ids, generation_config, attention_mask, tokenizer, kwargs)
     scores = None
     if d.config.num_beams > 1:
         sequences, scores = beam_search(model, d)
@@ -71,7 +76,7 @@ def stream(model: Any, input_ids: Any = None,
     the prompt (with the same seed). Beam search cannot stream: its best hypothesis is known
     only at the end. Turn tokens into text with ``TextStreamer``.
     """
-    d = _prepare(model, input_ids, generation_config, attention_mask, tokenizer, kwargs)
+    model, d = _prepare(model, input_ids, generation_config, attention_mask, tokenizer, kwargs)
     if d.config.num_beams > 1:
         raise ConfigError("stream() cannot do beam search (num_beams > 1): the best beam is "
                           "known only at the end; use generate() instead")
@@ -80,14 +85,18 @@ def stream(model: Any, input_ids: Any = None,
 
 def _prepare(model: Any, input_ids: Any, generation_config: GenerationConfig | None,
              attention_mask: torch.Tensor | None, tokenizer: Any,
-             kwargs: dict[str, Any]) -> Decoding:
+             kwargs: dict[str, Any]) -> tuple[Any, Decoding]:
+    """The model the loops call (an encoder-decoder's decoder over its encoded source) and
+    the prepared request."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        model, input_ids, attention_mask = decoder_view(model, input_ids, attention_mask)
     # As transformers: special token ids the config leaves unset come from the model's config,
     # then keyword arguments override, so generate(..., eos_token_id=None) turns eos off.
     config = generation_config or GenerationConfig()
     from_model = {name: getattr(model.config, name, None) for name in SPECIAL_TOKENS
                   if getattr(config, name) is None and name not in kwargs}
     config = config.updated(**from_model, **kwargs)
-    return prepare(model, input_ids, config, attention_mask, tokenizer)
+    return model, prepare(model, input_ids, config, attention_mask, tokenizer)
 
 
 def _new_buffer(d: Decoding) -> torch.Tensor:

@@ -39,3 +39,32 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     # spares a copy of the largest tensor in the model; the loss is the same.
     targets = F.pad(labels[:, 1:].to(logits.device), (0, 1), value=-100)
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+
+@dataclass
+class Seq2SeqLMOutput:
+    """An encoder-decoder's output: ``logits`` (batch, tgt, target vocab), ``loss`` when labels
+    were given, and with ``output_attentions`` the decoder's attention over the source,
+    ``cross_attentions``: one (batch, heads, tgt, src) tensor per decoder layer (the recurrent
+    Seq2Seq has one layer of attention with one head)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int,
+                       decoder_start_token_id: int) -> torch.Tensor:
+    """The decoder's input for teacher forcing: the start token, then the labels but the last
+    (-100 padding read as the pad token). (batch, tgt) -> (batch, tgt)."""
+    shifted = labels.new_full(labels.shape, decoder_start_token_id)
+    shifted[:, 1:] = labels[:, :-1]
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def seq2seq_loss(logits: torch.Tensor, labels: torch.Tensor,
+                 label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy of logits (batch, tgt, vocab) against labels (batch, tgt), aligned
+    (no shift: the decoder's input was shifted instead); -100 is ignored."""
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.to(logits.device).flatten(),
+                           ignore_index=-100, label_smoothing=label_smoothing)

@@ -18,6 +18,9 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "llama": ("wxb.models.llama", "LlamaConfig", ("LlamaForCausalLM",)),
     "rnn": ("wxb.models.rnn", "RNNConfig", ("RNNForSequenceClassification",
                                             "RNNForTokenClassification")),
+    # The 2017 Transformer, in Hugging Face's layout for it (Marian); "transformer" says so.
+    "marian": ("wxb.models.transformer", "TransformerConfig", ("MarianMTModel",)),
+    "transformer": ("wxb.models.transformer", "TransformerConfig", ("MarianMTModel",)),
     "bert": ("wxb.models.bert", "BertConfig", (
         "BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification",
         "BertForTokenClassification", "BertForQuestionAnswering")),

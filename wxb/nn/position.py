@@ -13,13 +13,23 @@ from torch import nn
 from wxb.errors import ConfigError
 
 
-def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
-    """(num_positions, dim): sin on even dimensions, cos on odd, wavelengths up to 10000·2π."""
+def sinusoidal_positions(num_positions: int, dim: int, *, interleave: bool = True) -> torch.Tensor:
+    """(num_positions, dim): sin(pos / 10000^(2i/dim)) and cos of the same angle, i < dim / 2.
+
+    ``interleave`` puts them on even and odd dimensions (the paper's formula); False puts every
+    sin in the first half and every cos in the second, as tensor2tensor, fairseq and Marian do
+    (the same information in another order; a checkpoint is trained with one of them).
+    """
     position = torch.arange(num_positions, dtype=torch.float32)[:, None]
     div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
     table = torch.zeros(num_positions, dim)
-    table[:, 0::2] = torch.sin(position * div)
-    table[:, 1::2] = torch.cos(position * div[: dim // 2])
+    if interleave:
+        table[:, 0::2] = torch.sin(position * div)
+        table[:, 1::2] = torch.cos(position * div[: dim // 2])
+    else:
+        half = (dim + 1) // 2
+        table[:, :half] = torch.sin(position * div)
+        table[:, half:] = torch.cos(position * div[: dim // 2])
     return table
 
 
