@@ -19,6 +19,7 @@ from wxb.cli import (
     recipe,
     tokenize,
     train,
+    translate,
     version,
 )
 from wxb.errors import WxbError
@@ -40,6 +41,7 @@ app.command("params")(params.params)
 app.command("convert")(convert.convert)
 app.command("generate")(generate.generate)
 app.command("chat")(generate.chat)
+app.command("translate")(translate.translate)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")
 app.add_typer(recipe.recipe_app, name="recipe")
 

@@ -40,11 +40,10 @@ class DecoderView:
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, past_key_values: Any = None,
                 use_cache: bool = True) -> SimpleNamespace:
-        memory = self.memory
         if past_key_values is None:  # the first step: one copy of the source per beam / sample
-            copies = input_ids.shape[0] // memory[0].shape[0]
-            memory = tuple(t.repeat_interleave(copies, dim=0) for t in memory)
-        logits, cache = self.model.decode(input_ids, memory, past_key_values, position_ids)
+            copies = input_ids.shape[0] // self.memory[0].shape[0]
+            self.memory = tuple(t.repeat_interleave(copies, dim=0) for t in self.memory)
+        logits, cache = self.model.decode(input_ids, self.memory, past_key_values, position_ids)
         return SimpleNamespace(logits=logits, past_key_values=cache)
 
     __call__ = forward

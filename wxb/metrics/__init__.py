@@ -8,6 +8,8 @@ from wxb.metrics.classification import (
     precision_recall_f1,
 )
 from wxb.metrics.tagging import entities, entity_scores, token_scores_without_o
+from wxb.metrics.translation import corpus_bleu
 
 __all__ = ["accuracy", "classification_metrics", "classification_report", "confusion_matrix",
-           "entities", "entity_scores", "precision_recall_f1", "token_scores_without_o"]
+           "corpus_bleu", "entities", "entity_scores", "precision_recall_f1",
+           "token_scores_without_o"]

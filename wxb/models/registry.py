@@ -18,6 +18,7 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "llama": ("wxb.models.llama", "LlamaConfig", ("LlamaForCausalLM",)),
     "rnn": ("wxb.models.rnn", "RNNConfig", ("RNNForSequenceClassification",
                                             "RNNForTokenClassification")),
+    "seq2seq": ("wxb.models.seq2seq", "Seq2SeqConfig", ("Seq2Seq",)),
     # The 2017 Transformer, in Hugging Face's layout for it (Marian); "transformer" says so.
     "marian": ("wxb.models.transformer", "TransformerConfig", ("MarianMTModel",)),
     "transformer": ("wxb.models.transformer", "TransformerConfig", ("MarianMTModel",)),

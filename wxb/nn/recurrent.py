@@ -169,16 +169,47 @@ class Recurrent(nn.Module):
         padded = not bool(valid.all())  # without padding, no step needs the masks
         outputs: list[torch.Tensor] = [x.new_empty(0)] * x.shape[1]
         for t in steps:
-            if self.mode == "lstm":
-                new_h, new_c = lstm_cell(xw[t], h, c, w_hh, b_hh)
+            new_h, new_c = self._cell(xw[t], h, c, w_hh, b_hh)
+            if c is not None:
                 c = torch.where(valid[t], new_c, c) if padded else new_c
-            elif self.mode == "gru":
-                new_h = gru_cell(xw[t], h, w_hh, b_hh)
-            else:
-                new_h = rnn_cell(xw[t], h, w_hh, b_hh)
             h = torch.where(valid[t], new_h, h) if padded else new_h
             outputs[t] = new_h * valid[t] if padded else new_h
         return torch.stack(outputs, dim=1), h, c
+
+    def _cell(self, xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
+              w_hh: torch.Tensor, b_hh: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One step of this layer's kind: (h', c'), c' None but for the LSTM."""
+        if self.mode == "lstm":
+            return lstm_cell(xw, h, c, w_hh, b_hh)
+        if self.mode == "gru":
+            return gru_cell(xw, h, w_hh, b_hh), None
+        return rnn_cell(xw, h, w_hh, b_hh), None
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One time step through every layer, for decoders that choose their next input as
+        they go: x (batch, input_size), state h (LSTM: (h, c)), each (num_layers, batch,
+        hidden). Returns the top layer's output (batch, hidden) and the new state. The same
+        parameters and equations as ``forward``; unidirectional stacks only."""
+        if self.bidirectional:
+            raise ConfigError("step() runs a unidirectional stack; a bidirectional layer "
+                              "needs the whole sequence")
+        h_all, c_all = state if self.mode == "lstm" else (state, None)
+        new_h, new_c = [], []
+        for layer in range(self.num_layers):
+            if layer:
+                x = dropout(x, self.dropout, self.training)
+            suffix = f"_l{layer}"
+            xw = _linear(x, getattr(self, f"weight_ih{suffix}"),
+                         getattr(self, f"bias_ih{suffix}") if self.bias else None)
+            h, c = self._cell(xw, h_all[layer], None if c_all is None else c_all[layer],
+                              getattr(self, f"weight_hh{suffix}"),
+                              getattr(self, f"bias_hh{suffix}") if self.bias else None)
+            new_h.append(h)
+            new_c.append(c)
+            x = h
+        h_n = torch.stack(new_h)
+        return x, (h_n, torch.stack(new_c)) if self.mode == "lstm" else h_n
 
     def _forward_torch(self, x: torch.Tensor, lengths: torch.Tensor,
                        state: State) -> tuple[torch.Tensor, State]:

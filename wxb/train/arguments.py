@@ -51,6 +51,7 @@ class TrainingArguments:
     use_cpu: bool = False
     seed: int = 42
     data_seed: int | None = None  # seed of the shuffling order; defaults to `seed`
+    group_by_length: bool = False  # batches of examples of similar length: less padding
     full_determinism: bool = False
     torch_compile: bool = False  # train through torch.compile(model); evaluation stays eager
 

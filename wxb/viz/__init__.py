@@ -1,6 +1,7 @@
 """Plots written to PNG files (no display needed)."""
 
+from wxb.viz.attention import plot_attention
 from wxb.viz.confusion import plot_confusion_matrix
 from wxb.viz.curves import font_families, plot_loss_curves
 
-__all__ = ["font_families", "plot_confusion_matrix", "plot_loss_curves"]
+__all__ = ["font_families", "plot_attention", "plot_confusion_matrix", "plot_loss_curves"]
