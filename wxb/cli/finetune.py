@@ -41,15 +41,20 @@ def finetune(
     resume: Annotated[bool, typer.Option(
         "--resume", help="continue the run in the output dir from its last checkpoint")] = False,
 ) -> None:
-    """Fine-tune a BERT-family checkpoint to classify text (or sentence pairs).
+    """Fine-tune a BERT-family checkpoint to classify text (or sentence pairs), or, from a
+    config with task: token-classify, train a tagger on CoNLL files.
 
     The run folder gets checkpoints, log.jsonl, loss_curve.png, confusion matrices of the
-    validation and test splits, the model (model/, with its tokenizer) and result.json.
+    validation and test splits (entity and token F1 for a tagger), the model (model/, with its
+    tokenizer) and result.json.
 
     Example: wxb finetune --model sentence-transformers/all-MiniLM-L6-v2
     --train train.tsv --validation dev.tsv --text-column sentence --strategy head
 
     Example: wxb finetune run.yaml --layer-decay 0.9 --epochs 3
+
+    Example: wxb finetune ner.yaml --train conll2003/train.txt --epochs 5 (ner.yaml: task:
+    token-classify, model: {type: rnn, case_embedding_size: 16})
     """
     from wxb.train.finetune import finetune as run
     from wxb.train.from_config import load_config
@@ -70,6 +75,9 @@ def finetune(
         given = {k: v for k, v in flags.items() if v is not None}
         if given:
             base[name] = {**(base.get(name) or {}), **given}
+    if base.get("task") == "token-classify":
+        _tag(base, resume)
+        return
     result = run(base, resume=resume, log=print)
     print(f"model      {result['num_parameters']:,} parameters "
           f"({result['trainable_parameters']:,} trained), saved in {result['model_dir']}")
@@ -79,4 +87,17 @@ def finetune(
             print(f"{split:<10} accuracy {m[f'{prefix}_accuracy']:.4f}, macro F1 "
                   f"{m[f'{prefix}_f1']:.4f}, confusion matrix "
                   f"{result['confusion_matrices'][split]}")
+    print(f"result     {Path(result['config']['training']['output_dir']) / 'result.json'}")
+
+
+def _tag(config: dict, resume: bool) -> None:
+    from wxb.train.tagging import SCORED_SPLITS, train_tagger
+
+    result = train_tagger(config, resume=resume, log=print)
+    print(f"model      {result['num_parameters']:,} parameters, saved in {result['model_dir']}")
+    m = result["metrics"]
+    for split, prefix in SCORED_SPLITS:
+        if f"{prefix}_entity_f1" in m:
+            print(f"{split:<10} entity F1 {m[f'{prefix}_entity_f1']:.4f}, token F1 without O "
+                  f"{m[f'{prefix}_token_f1_without_o']:.4f}")
     print(f"result     {Path(result['config']['training']['output_dir']) / 'result.json'}")

@@ -166,18 +166,25 @@ def pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
 
 
 class PaddingCollator:
-    """Examples with ``input_ids`` (and ``token_type_ids``, ``labels``) -> a padded batch with
-    ``attention_mask``; batches are as long as their longest example."""
+    """Examples with ``input_ids`` (and ``labels``, and other per-token ids such as
+    ``token_type_ids``, padded with 0) -> a padded batch with ``attention_mask``; batches are as
+    long as their longest example. Labels are one per example (batch,), or one per token
+    (batch, seq) padded with ``label_pad_token_id``."""
 
-    def __init__(self, pad_token_id: int) -> None:
+    def __init__(self, pad_token_id: int, label_pad_token_id: int = -100) -> None:
         self.pad_token_id = pad_token_id
+        self.label_pad_token_id = label_pad_token_id
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         ids = [e["input_ids"] for e in examples]
         batch = {"input_ids": pad(ids, self.pad_token_id),
                  "attention_mask": pad([[1] * len(i) for i in ids], 0)}
-        if "token_type_ids" in examples[0]:
-            batch["token_type_ids"] = pad([e["token_type_ids"] for e in examples], 0)
+        for key in [k for k in examples[0] if k not in ("input_ids", "labels")]:
+            batch[key] = pad([e[key] for e in examples], 0)
         if "labels" in examples[0]:
-            batch["labels"] = torch.tensor([e["labels"] for e in examples])
+            labels = [e["labels"] for e in examples]
+            if isinstance(labels[0], list):
+                batch["labels"] = pad(labels, self.label_pad_token_id)
+            else:
+                batch["labels"] = torch.tensor(labels)
         return batch

@@ -5,6 +5,13 @@
                     -> dropout -> linear -> label scores
     tagger      ids -> embedding -> dropout -> recurrent layers -> dropout -> linear per token
 
+In training, ``word_dropout`` first replaces random words by ``[UNK]`` (Lample et al. 2016), so
+the unknown word's embedding is trained too: when every training word is in the vocabulary,
+``[UNK]`` is otherwise never seen in training, and each unseen word at test time reads as noise.
+With ``case_embedding_size``, each word's case class (``case_ids``: lower, Title, UPPER, ...;
+``wxb.data.tagging.CASES``) is embedded and joined to its word vector (Collobert et al. 2011's
+caps feature), so an unseen word still shows its capitals: most unseen words in NER are names.
+
 The recurrent layers are ``wxb.nn.Recurrent`` (written out; ``impl: torch`` runs the same
 parameters through PyTorch's kernels). Padding is read from ``attention_mask`` (right-padded
 batches): padded steps never change a state, and the backward direction starts at each
@@ -40,8 +47,12 @@ class RNNConfig(LabelledConfig):
     bidirectional: bool = True
     pooling: str = "last"  # last | max | mean (the classifier's sentence vector)
     dropout: float = 0.3  # on the embeddings, between recurrent layers and before the head
+    word_dropout: float = 0.0  # in training, a word becomes [UNK] (unk_token_id) this often
+    case_embedding_size: int = 0  # > 0: case_ids (batch, seq) embedded and joined to the words
+    case_vocab_size: int = 6  # the case classes (wxb.data.tagging.CASES)
     impl: str = "wxb"  # wxb (written out) | torch (PyTorch's kernels, same parameters)
     pad_token_id: int | None = 0
+    unk_token_id: int | None = 1
     num_labels: int = 2
     id2label: dict | None = None
     initializer_range: float = 0.1  # embeddings: N(0, 0.1); recurrent weights as PyTorch's
@@ -56,6 +67,10 @@ class RNNConfig(LabelledConfig):
                                   f"{', '.join(choices)}")
         if self.num_labels < 1:
             raise ConfigError(f"num_labels must be at least 1, got {self.num_labels}")
+        if not 0 <= self.word_dropout < 1:
+            raise ConfigError(f"word_dropout is a probability in [0, 1), got {self.word_dropout}")
+        if self.word_dropout and self.unk_token_id is None:
+            raise ConfigError("word_dropout replaces words by [UNK]; set unk_token_id")
 
 
 @dataclass
@@ -76,22 +91,32 @@ class _RNNBase(PreTrainedModel):
         nn.init.normal_(self.embeddings.weight, std=config.initializer_range)
         if config.pad_token_id is not None:
             nn.init.zeros_(self.embeddings.weight[config.pad_token_id])
-        self.rnn = Recurrent(config.cell, config.embedding_size, config.hidden_size,
-                             config.num_hidden_layers, bidirectional=config.bidirectional,
-                             dropout=config.dropout, impl=config.impl)
+        self.case_embeddings = None
+        if config.case_embedding_size:
+            self.case_embeddings = nn.Embedding(config.case_vocab_size,
+                                                config.case_embedding_size)
+            nn.init.normal_(self.case_embeddings.weight, std=config.initializer_range)
+        self.rnn = Recurrent(config.cell, config.embedding_size + config.case_embedding_size,
+                             config.hidden_size, config.num_hidden_layers,
+                             bidirectional=config.bidirectional, dropout=config.dropout,
+                             impl=config.impl)
         self.dropout = Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1
         self.classifier = nn.Linear(directions * config.hidden_size, config.num_labels)
 
     def parameter_components(self) -> list[tuple[str, str, str]]:
         """The count as the course derives it: (component, name pattern, formula) rows for
-        ``wxb params``. V vocabulary, E embedding, H hidden, G gates (RNN 1, GRU 3, LSTM 4),
-        D directions, L layers, C labels."""
+        ``wxb params``. V vocabulary, E embedding (word and case), H hidden, G gates (RNN 1,
+        GRU 3, LSTM 4), D directions, L layers, C labels."""
         c = self.config
         v, e, h, g = c.vocab_size, c.embedding_size, c.hidden_size, GATES[c.cell]
         d, layers, labels = (2 if c.bidirectional else 1), c.num_hidden_layers, c.num_labels
-        rows = [("embeddings", r"^embeddings\.", f"V*E = {v:,}*{e}"),
-                ("rnn layer 1", r"^rnn\..*_l0(_reverse)?$",
+        rows = [("embeddings", r"^embeddings\.", f"V*E = {v:,}*{e}")]
+        if c.case_embedding_size:
+            rows.append(("case embeddings", r"^case_embeddings\.",
+                         f"cases*Ec = {c.case_vocab_size}*{c.case_embedding_size}"))
+            e += c.case_embedding_size
+        rows += [("rnn layer 1", r"^rnn\..*_l0(_reverse)?$",
                  f"D*G*(H*(E+H)+2H) = {d}*{g}*{h * (e + h) + 2 * h:,}")]
         if layers > 1:
             rows.append(("rnn layers 2+", r"^rnn\..*_l[1-9]\d*(_reverse)?$",
@@ -100,14 +125,26 @@ class _RNNBase(PreTrainedModel):
         rows.append(("head", r"^classifier\.", f"DH*C+C = {d * h}*{labels}+{labels}"))
         return rows
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
-               ) -> tuple[torch.Tensor, object, torch.Tensor]:
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+               case_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, object, torch.Tensor]:
         """(outputs (batch, seq, directions * hidden), final state, lengths (batch,))."""
         if attention_mask is None:
             lengths = torch.full((input_ids.shape[0],), input_ids.shape[1])
         else:
             lengths = attention_mask.sum(dim=1).clamp(min=1)
-        out, final = self.rnn(self.dropout(self.embeddings(input_ids)), lengths)
+        if self.training and self.config.word_dropout:
+            # The [UNK] embedding learns what an unseen word looks like in its context.
+            drop = torch.rand(input_ids.shape, device=input_ids.device) < self.config.word_dropout
+            input_ids = input_ids.masked_fill(drop & (input_ids != self.config.pad_token_id),
+                                              self.config.unk_token_id)
+        vectors = self.embeddings(input_ids)
+        if self.case_embeddings is not None:
+            if case_ids is None:
+                raise ConfigError("this model reads case_ids (batch, seq) next to input_ids "
+                                  "(case_embedding_size > 0): make them with "
+                                  "wxb.data.tagging.word_cases")
+            vectors = torch.cat([vectors, self.case_embeddings(case_ids)], dim=-1)
+        out, final = self.rnn(self.dropout(vectors), lengths)
         return out, final, lengths
 
     def load_vectors(self, vectors: dict[str, torch.Tensor], vocab: dict[str, int]) -> int:
@@ -133,10 +170,11 @@ class RNNForSequenceClassification(_RNNBase):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> SequenceClassifierOutput:
+                token_type_ids: torch.Tensor | None = None,
+                case_ids: torch.Tensor | None = None) -> SequenceClassifierOutput:
         """input_ids (batch, seq), right-padded; ``token_type_ids`` is accepted and unused
         (tokenizers of sentence pairs make it; a recurrent model reads the pair in order)."""
-        out, final, lengths = self.encode(input_ids, attention_mask)
+        out, final, lengths = self.encode(input_ids, attention_mask, case_ids)
         vector = self._pool(out, final, lengths)
         logits = self.classifier(self.dropout(vector))
         loss = None
@@ -168,8 +206,10 @@ class RNNForTokenClassification(_RNNBase):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> TokenClassifierOutput:
-        out, _, _ = self.encode(input_ids, attention_mask)
+                token_type_ids: torch.Tensor | None = None,
+                case_ids: torch.Tensor | None = None) -> TokenClassifierOutput:
+        """input_ids (batch, seq), right-padded -> logits (batch, seq, labels)."""
+        out, _, _ = self.encode(input_ids, attention_mask, case_ids)
         logits = self.classifier(self.dropout(out))
         loss = None
         if labels is not None:

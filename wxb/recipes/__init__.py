@@ -10,7 +10,8 @@ what trains it:
 - ``text-classify``: fine-tuning an encoder on labelled text, run by ``finetune``;
 - ``bert-pretrain``: masked-LM + next-sentence pretraining, run by ``pretrain_bert``;
 - ``pretrain-finetune``: both, then the same fine-tuning from random weights, run by
-  ``pretrain_then_finetune`` (its ``pretrain`` and ``finetune`` sections are configs of the two).
+  ``pretrain_then_finetune`` (its ``pretrain`` and ``finetune`` sections are configs of the two);
+- ``token-classify``: a tagger (NER) trained on CoNLL files, run by ``train_tagger``.
 
 ``run_recipe(name, data_dir)`` runs one and writes ``runs/<name>/result.json``.
 """
@@ -30,7 +31,8 @@ from wxb.train.from_config import SECTIONS, parse_config
 
 # What `wxb train` trains when given no config.
 DEFAULT_TRAIN_RECIPE = "digits-cnn"
-TASKS = ("classify", "causal-lm", "text-classify", "bert-pretrain", "pretrain-finetune")
+TASKS = ("classify", "causal-lm", "text-classify", "bert-pretrain", "pretrain-finetune",
+         "token-classify")
 # The data fields that name files (relative to the data folder).
 DATA_FILES = ("path", "train", "validation", "test")
 
@@ -150,6 +152,10 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
         from wxb.train.pretrain_bert import pretrain_then_finetune
 
         result = pretrain_then_finetune(recipe, output_dir, log=log)
+    elif task == "token-classify":
+        from wxb.train.tagging import train_tagger
+
+        result = train_tagger(recipe, log=log)
     else:
         from wxb.train.pretrain import pretrain
 

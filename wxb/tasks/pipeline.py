@@ -10,12 +10,14 @@ from wxb.errors import ConfigError
 
 # task -> (module, class); loaded on use.
 TASKS = {"embed": ("wxb.tasks.embed", "SentenceEmbedder"),
-         "classify": ("wxb.tasks.classify", "TextClassifier")}
+         "classify": ("wxb.tasks.classify", "TextClassifier"),
+         "tag": ("wxb.tasks.tag", "Tagger")}
 
 
 def pipeline(task: str, model: str | Path, **kwargs: Any) -> Any:
-    """``wxb.pipeline("embed", "path/to/all-MiniLM-L6-v2")(["a text", ...])`` or
-    ``wxb.pipeline("classify", "runs/sst2-minilm/model")("a fine film")``."""
+    """``wxb.pipeline("embed", "path/to/all-MiniLM-L6-v2")(["a text", ...])``,
+    ``wxb.pipeline("classify", "runs/sst2-minilm/model")("a fine film")`` or
+    ``wxb.pipeline("tag", "runs/conll-bilstm/model")("EU rejects German call")``."""
     if task not in TASKS:
         raise ConfigError(f"unknown pipeline task {task!r}; choose one of: {', '.join(TASKS)}")
     module, name = TASKS[task]

@@ -79,6 +79,9 @@ TRAINING_DEFAULTS = {"output_dir": "runs/finetune", "num_train_epochs": 3,
                      "per_device_train_batch_size": 32, "eval_strategy": "epoch",
                      "metric_for_best_model": "accuracy"}
 TOKENIZER_KINDS = ("word", "char", "wordpiece")
+# A model class's head (the end of its name) -> its name in messages, and what it is for.
+HEADS = {"SequenceClassification": ("sequence-classification", "text classification"),
+         "TokenClassification": ("token-classification", "tagging")}
 SPLIT_METRICS = ("accuracy", "loss", "precision", "recall", "f1")
 METRICS = tuple(f"{split}_{m}" for split in ("eval", "test") for m in SPLIT_METRICS)
 
@@ -296,7 +299,7 @@ def build_classifier(section: dict[str, Any], labels: LabelSet, *, seed: int,
         tokenizer = load_tokenizer(known.get("tokenizer", folder))
         values = read_config_json(folder / CONFIG_NAME)
         model_type = values.get("model_type")
-        cls = registry.model_class(model_type, classifier_architecture(model_type))
+        cls = registry.model_class(model_type, head_architecture(model_type))
         init = known.get("init", "pretrained")
         if init == "pretrained":
             model = load_pretrained(cls, folder, **label_fields, **fields,
@@ -312,15 +315,15 @@ def build_classifier(section: dict[str, Any], labels: LabelSet, *, seed: int,
         raise ConfigError("model needs pretrained (a checkpoint folder or hub id), or type "
                           "and tokenizer (a tokenizer folder) to build one from scratch")
     model_type = known["type"]
-    cls = registry.model_class(model_type, classifier_architecture(model_type))
-    tokenizer = _tokenizer(known["tokenizer"], texts or [])
+    cls = registry.model_class(model_type, head_architecture(model_type))
+    tokenizer = build_tokenizer(known["tokenizer"], texts or [])
     check_known_keys(cls.config_class, fields, f"{model_type} config field")
     values = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id,
               **label_fields, **fields}
     return cls(cls.config_class.from_dict(values, strict=True)), tokenizer
 
 
-def _tokenizer(spec: Any, texts: list[str]) -> Tokenizer:
+def build_tokenizer(spec: Any, texts: list[str]) -> Tokenizer:
     """A tokenizer folder, or ``{kind: word | char | wordpiece, vocab_size, min_frequency,
     <the kind's options>}`` trained on ``texts``."""
     if not isinstance(spec, dict):
@@ -340,15 +343,18 @@ def _tokenizer(spec: Any, texts: list[str]) -> Tokenizer:
                                        **options)
 
 
-def classifier_architecture(model_type: str) -> str:
-    """The family's sequence-classification class name (BertForSequenceClassification)."""
+def head_architecture(model_type: str, head: str = "SequenceClassification") -> str:
+    """The family's class name with that head: BertForSequenceClassification,
+    RNNForTokenClassification (``head="TokenClassification"``)."""
+    suffix = f"For{head}"
     found = [name for name in registry.FAMILIES.get(model_type, (None, None, ()))[2]
-             if name.endswith("ForSequenceClassification")]
+             if name.endswith(suffix)]
     if not found:
         having = [t for t, (_, _, names) in registry.FAMILIES.items()
-                  if any(n.endswith("ForSequenceClassification") for n in names)]
-        raise ConfigError(f"model type {model_type!r} has no sequence-classification head; "
-                          f"text classification works with: {', '.join(having)}")
+                  if any(n.endswith(suffix) for n in names)]
+        what, task = HEADS[head]
+        raise ConfigError(f"model type {model_type!r} has no {what} head; {task} works with: "
+                          f"{', '.join(having)}")
     return found[0]
 
 
@@ -387,14 +393,22 @@ def evaluate_split(trainer: Trainer, dataset: EncodedTexts) -> tuple[dict[str, f
         predictions.append(eval_pred.predictions.argmax(-1))
         return classification_report(eval_pred)
 
-    metric_fn, trainer.compute_metrics = trainer.compute_metrics, keep
+    scores = evaluate_with(trainer, dataset, keep)
+    num_labels = trainer.model.config.num_labels
+    matrix = confusion_matrix(predictions[0], np.array(dataset.labels), num_labels)
+    return scores, matrix
+
+
+def evaluate_with(trainer: Trainer, dataset: Any,
+                  compute_metrics: Callable[[Any], dict[str, float]]) -> dict[str, float]:
+    """``trainer.evaluate(dataset)`` with other metrics than the Trainer's own (those of
+    another split); the names without their ``eval_`` prefix."""
+    metric_fn, trainer.compute_metrics = trainer.compute_metrics, compute_metrics
     try:
         scores = trainer.evaluate(dataset)
     finally:
         trainer.compute_metrics = metric_fn
-    num_labels = trainer.model.config.num_labels
-    matrix = confusion_matrix(predictions[0], np.array(dataset.labels), num_labels)
-    return {k.removeprefix("eval_"): v for k, v in scores.items()}, matrix
+    return {k.removeprefix("eval_"): v for k, v in scores.items()}
 
 
 def _plot(matrix: np.ndarray, names: list[str], path: Path, title: str) -> Path:

@@ -99,6 +99,16 @@ def default_collate(examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def concat_padded(arrays: Sequence[np.ndarray], value: int = -100) -> np.ndarray:
+    """Batches joined along the first axis; batches of different lengths (per-token logits
+    (batch, seq, labels) of a tagger) are right-padded with ``value`` to the longest, as
+    ``transformers``' Trainer does."""
+    width = max(a.shape[1] if a.ndim > 1 else 0 for a in arrays)
+    return np.concatenate([a if a.ndim < 2 or a.shape[1] == width else np.pad(
+        a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=value)
+        for a in arrays])
+
+
 def create_optimizer(args: TrainingArguments, model: nn.Module) -> torch.optim.Optimizer:
     """The optimizer ``args.optim`` names; weight decay skips biases and norm weights (1-D)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -462,8 +472,8 @@ class Trainer:
         self.model.train(was_training)
         metrics = {"eval_loss": loss_sum / count}
         if self.compute_metrics is not None:
-            pred = EvalPrediction(np.concatenate(predictions),
-                                  np.concatenate(labels) if labels else None)
+            pred = EvalPrediction(concat_padded(predictions),
+                                  concat_padded(labels) if labels else None)
             metrics.update({f"eval_{k.removeprefix('eval_')}": float(v)
                             for k, v in self.compute_metrics(pred).items()})
         return metrics
