@@ -93,7 +93,8 @@ def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
     args = TrainingArguments.from_dict({**defaults, **training})
     output_dir = Path(args.output_dir)
     log("data: " + ", ".join(f"{name} {len(s):,} sentences ({sum(len(x.tokens) for x in s):,} "
-                             f"words)" for name, s in splits.items()) + f"; tags {', '.join(tags.values)}")
+                             f"words)" for name, s in splits.items())
+        + f"; tags {', '.join(tags.values)}")
 
     model, tokenizer, found = build_tagger(model_section, tags, splits["train"], seed=args.seed)
     if found is not None:
