@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup lint clean
+.PHONY: demo test setup fonts lint clean
 
-demo: $(STAMP)
+demo: $(STAMP) fonts
 	$(BIN)/wxb demo
 
 test: $(STAMP)
@@ -22,6 +22,14 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[text,metrics,test]'
 	touch $(STAMP)
+
+# A CJK font, so plots label Chinese tokens (attention heatmaps, confusion matrices) with
+# glyphs rather than boxes. Best effort: where Debian's apt is not usable, plots still draw.
+fonts:
+	@fc-list 2>/dev/null | grep -qi "cjk\|wqy\|han sans" || \
+	  (command -v apt-get >/dev/null && apt-get install -y -q fonts-wqy-zenhei >/dev/null 2>&1 \
+	   && rm -rf $$HOME/.cache/matplotlib) || \
+	  echo "note: no CJK font installed (apt-get install fonts-wqy-zenhei); Chinese plot labels draw as boxes"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

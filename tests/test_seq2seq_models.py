@@ -3,6 +3,8 @@ recurrent Seq2Seq against its own definitions (teacher forcing, padding, attenti
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -224,7 +226,7 @@ def test_scheduled_sampling_schedules():
         ratios = [scheduled_ratio(schedule, step, 100, start=1.0, end=0.4) for step in
                   range(0, 101, 10)]
         assert ratios[0] == pytest.approx(1.0) and ratios[-1] == pytest.approx(0.4)
-        assert all(a >= b for a, b in zip(ratios, ratios[1:], strict=False))
+        assert all(a >= b for a, b in itertools.pairwise(ratios))
     assert scheduled_ratio("linear", 50, 100, start=1.0, end=0.5) == pytest.approx(0.75)
     assert scheduled_ratio("constant", 70, 100, start=0.8) == 0.8
     with pytest.raises(ConfigError, match="inverse_sigmoid"):

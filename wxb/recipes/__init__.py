@@ -11,7 +11,9 @@ what trains it:
 - ``bert-pretrain``: masked-LM + next-sentence pretraining, run by ``pretrain_bert``;
 - ``pretrain-finetune``: both, then the same fine-tuning from random weights, run by
   ``pretrain_then_finetune`` (its ``pretrain`` and ``finetune`` sections are configs of the two);
-- ``token-classify``: a tagger (NER) trained on CoNLL files, run by ``train_tagger``.
+- ``token-classify``: a tagger (NER) trained on CoNLL files, run by ``train_tagger``;
+- ``translation``: Seq2Seq or the Transformer on sentence pairs, scored by BLEU, run by
+  ``train_translation``.
 
 ``run_recipe(name, data_dir)`` runs one and writes ``runs/<name>/result.json``.
 """
@@ -32,7 +34,7 @@ from wxb.train.from_config import SECTIONS, parse_config
 # What `wxb train` trains when given no config.
 DEFAULT_TRAIN_RECIPE = "digits-cnn"
 TASKS = ("classify", "causal-lm", "text-classify", "bert-pretrain", "pretrain-finetune",
-         "token-classify")
+         "token-classify", "translation")
 # The data fields that name files (relative to the data folder).
 DATA_FILES = ("path", "train", "validation", "test")
 
@@ -51,8 +53,9 @@ def load_recipe(name: str) -> dict[str, Any]:
     """The bundled recipe ``name`` as a config dict.
 
     A recipe that ``extends`` another is that one's sections with its own laid over them (a
-    GRU variant of an LSTM recipe names only ``model: {cell: gru}``); its name, description,
-    promise and reported numbers are its own.
+    GRU variant of an LSTM recipe names only ``model: {cell: gru}``; one with another model
+    ``type`` gives its whole model section); its name, description, promise and reported
+    numbers are its own.
     """
     if name not in recipe_names():
         raise ConfigError(f"unknown recipe {name!r}; the recipes are: {', '.join(recipe_names())}")
@@ -64,6 +67,9 @@ def load_recipe(name: str) -> dict[str, Any]:
     if base_name == name:
         raise ConfigError(f"recipe {name} extends itself")
     base = load_recipe(base_name)
+    base_type = (base.get("model") or {}).get("type")
+    if (recipe.get("model") or {}).get("type", base_type) != base_type:
+        base.pop("model")  # another family's fields would not fit: the recipe's model alone
     own = ("name", "description", "expected", "reported")
     return _merge({k: v for k, v in base.items() if k not in own}, recipe)
 
@@ -156,6 +162,10 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
         from wxb.train.tagging import train_tagger
 
         result = train_tagger(recipe, log=log)
+    elif task == "translation":
+        from wxb.train.translate import train_translation
+
+        result = train_translation(recipe, log=log)
     else:
         from wxb.train.pretrain import pretrain
 

@@ -11,13 +11,15 @@ from wxb.errors import ConfigError
 # task -> (module, class); loaded on use.
 TASKS = {"embed": ("wxb.tasks.embed", "SentenceEmbedder"),
          "classify": ("wxb.tasks.classify", "TextClassifier"),
-         "tag": ("wxb.tasks.tag", "Tagger")}
+         "tag": ("wxb.tasks.tag", "Tagger"),
+         "translate": ("wxb.tasks.translate", "Translator")}
 
 
 def pipeline(task: str, model: str | Path, **kwargs: Any) -> Any:
     """``wxb.pipeline("embed", "path/to/all-MiniLM-L6-v2")(["a text", ...])``,
-    ``wxb.pipeline("classify", "runs/sst2-minilm/model")("a fine film")`` or
-    ``wxb.pipeline("tag", "runs/conll-bilstm/model")("EU rejects German call")``."""
+    ``wxb.pipeline("classify", "runs/sst2-minilm/model")("a fine film")``,
+    ``wxb.pipeline("tag", "runs/conll-bilstm/model")("EU rejects German call")`` or
+    ``wxb.pipeline("translate", "runs/zh-en-seq2seq/model")("我很好。")``."""
     if task not in TASKS:
         raise ConfigError(f"unknown pipeline task {task!r}; choose one of: {', '.join(TASKS)}")
     module, name = TASKS[task]

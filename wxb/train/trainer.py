@@ -165,6 +165,7 @@ class Trainer:
         else:
             set_seed(args.seed)
         self.dist = Distributed.from_env()
+        self._lengths: list[int] | None = None  # of the training examples (group_by_length)
         self.device = self.dist.device(args.use_cpu)
         if args.fp16 and self.device.type != "cuda":
             raise ConfigError("fp16 needs a CUDA GPU; on the CPU use bf16: true instead")
@@ -277,13 +278,31 @@ class Trainer:
         n = len(self.train_dataset)
         size = self.args.per_device_train_batch_size * self.dist.world_size
         seed = self.args.seed if self.args.data_seed is None else self.args.data_seed
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        generator = torch.Generator().manual_seed(seed + epoch)
+        order = torch.randperm(n, generator=generator).tolist()
+        if self.args.group_by_length:
+            order = self._grouped_by_length(order, size)
         batches = [order[i:i + size] for i in range(0, n, size)]
+        if self.args.group_by_length:  # the length order must not become the batch order
+            batches = [batches[i] for i in torch.randperm(len(batches),
+                                                          generator=generator).tolist()]
         # A last batch too small to give every process an example cannot be sharded.
         smallest = size if self.args.dataloader_drop_last else self.dist.world_size
         if len(batches[-1]) < smallest and len(batches) > 1:
             batches.pop()
         return batches
+
+    def _grouped_by_length(self, order: list[int], size: int) -> list[int]:
+        """``order`` cut into mega-batches of 50 batches, each sorted by length, longest first
+        (transformers' ``group_by_length``): batches hold examples of similar length, and the
+        epoch stays random."""
+        if self._lengths is None:
+            name = getattr(self.model, "main_input_name", "input_ids")
+            self._lengths = [len(self.train_dataset[i][name])
+                             for i in range(len(self.train_dataset))]
+        mega = 50 * size
+        return [i for start in range(0, len(order), mega)
+                for i in sorted(order[start:start + mega], key=lambda i: -self._lengths[i])]
 
     def _updates_per_epoch(self) -> int:
         return math.ceil(len(self._epoch_batches(0)) / self.args.gradient_accumulation_steps)
