@@ -20,7 +20,7 @@ from wxb.data.tagging import CASES, encode_sentences, tag_set, word_case
 from wxb.data.text import PaddingCollator
 from wxb.errors import ConfigError, DataError
 from wxb.models.rnn import RNNConfig, RNNForTokenClassification
-from wxb.train.finetune import build_tokenizer
+from wxb.tokenizers.train import tokenizer_from_settings
 from wxb.train.tagging import tag_metrics, train_tagger
 from wxb.train.trainer import EvalPrediction
 
@@ -162,7 +162,8 @@ def test_cut_sentences_are_counted_and_padding_is_labelled_minus_100():
         ("Siemens said Mary will move to Berlin .", "B-ORG O B-PER O O O B-LOC O"),
         ("the company Reuters opened an office in Tokyo .", "O O B-ORG O O O O B-LOC O"))]
     tags = tag_set(sentences, "news")
-    tokenizer = build_tokenizer({"kind": "word"}, [" ".join(s.tokens) for s in sentences[:2]])
+    tokenizer = tokenizer_from_settings({"kind": "word"},
+                                        [" ".join(s.tokens) for s in sentences[:2]])
     dataset, cut = encode_sentences(sentences, tags, tokenizer, max_length=8, cases=True,
                                     source="news")
     assert cut == 1 and [len(dataset[i]["input_ids"]) for i in range(3)] == [5, 8, 8]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from wxb.config import coerce
 from wxb.errors import ConfigError
 from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.corpus import read_corpus
@@ -79,3 +81,33 @@ def _train_with_tokenizers_library(kind: str, lines: list[str], vocab_size: int,
 
     eos = "<|endoftext|>"
     return HFTokenizer(backend, special_tokens={"bos": eos, "eos": eos, "unk": eos})
+
+
+def tokenizer_from_settings(spec: Any, texts: Sequence[str], *, field: str = "model.tokenizer",
+                            special_tokens: dict[str, str] | None = None) -> Tokenizer:
+    """What a training config's tokenizer entry names: a tokenizer folder, or settings
+    ``{kind: char | word | bpe | wordpiece, vocab_size, min_frequency, <the kind's options>}``
+    trained on ``texts``. ``special_tokens`` (roles -> tokens) replaces the kind's defaults
+    (char / word: [PAD] and [UNK]; bpe: GPT-2's; wordpiece keeps BERT's). ``field`` names the
+    entry in errors."""
+    from wxb.tokenizers.load import load_tokenizer, tokenizer_class
+
+    if not isinstance(spec, dict):
+        return load_tokenizer(spec)
+    options = dict(spec)
+    kind = options.pop("kind", None)
+    if kind not in KINDS:
+        raise ConfigError(f"{field} is a folder or settings with kind one of "
+                          f"{', '.join(KINDS)}; got {spec!r}")
+    size = options.pop("vocab_size", None)
+    min_frequency = coerce(f"{field}.min_frequency", options.pop("min_frequency", 1), int)
+    if kind == "wordpiece":
+        return train_on_lines("wordpiece", texts, vocab_size=size or 8000,
+                              min_frequency=min_frequency)
+    if kind == "bpe":
+        from wxb.tokenizers.bpe import BPETokenizer
+
+        return BPETokenizer.train(list(texts), size or 8000, min_frequency=min_frequency,
+                                  special_tokens=special_tokens, **options)
+    return tokenizer_class(kind).train(texts, min_frequency=min_frequency, max_size=size,
+                                       special_tokens=special_tokens, **options)

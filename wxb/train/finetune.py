@@ -56,8 +56,8 @@ from wxb.models import registry
 from wxb.models.base import CONFIG_NAME, PreTrainedModel, read_config_json
 from wxb.peft import freeze
 from wxb.tokenizers.base import Tokenizer
-from wxb.tokenizers.load import load_tokenizer, tokenizer_class
-from wxb.tokenizers.train import train_on_lines
+from wxb.tokenizers.load import load_tokenizer
+from wxb.tokenizers.train import tokenizer_from_settings
 from wxb.train.arguments import TrainingArguments
 from wxb.train.from_config import check_expected, config_sections, judge_expected
 from wxb.train.pretrain import TimeBudget, run_summary
@@ -78,7 +78,6 @@ TRAINING_DEFAULTS = {"output_dir": "runs/finetune", "num_train_epochs": 3,
                      "learning_rate": 5e-5, "warmup_ratio": 0.1, "weight_decay": 0.01,
                      "per_device_train_batch_size": 32, "eval_strategy": "epoch",
                      "metric_for_best_model": "accuracy"}
-TOKENIZER_KINDS = ("word", "char", "wordpiece")
 # A model class's head (the end of its name) -> its name in messages, and what it is for.
 HEADS = {"SequenceClassification": ("sequence-classification", "text classification"),
          "TokenClassification": ("token-classification", "tagging")}
@@ -316,31 +315,11 @@ def build_classifier(section: dict[str, Any], labels: LabelSet, *, seed: int,
                           "and tokenizer (a tokenizer folder) to build one from scratch")
     model_type = known["type"]
     cls = registry.model_class(model_type, head_architecture(model_type))
-    tokenizer = build_tokenizer(known["tokenizer"], texts or [])
+    tokenizer = tokenizer_from_settings(known["tokenizer"], texts or [])
     check_known_keys(cls.config_class, fields, f"{model_type} config field")
     values = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id,
               **label_fields, **fields}
     return cls(cls.config_class.from_dict(values, strict=True)), tokenizer
-
-
-def build_tokenizer(spec: Any, texts: list[str]) -> Tokenizer:
-    """A tokenizer folder, or ``{kind: word | char | wordpiece, vocab_size, min_frequency,
-    <the kind's options>}`` trained on ``texts``."""
-    if not isinstance(spec, dict):
-        return load_tokenizer(spec)
-    options = dict(spec)
-    kind = options.pop("kind", None)
-    if kind not in TOKENIZER_KINDS:
-        raise ConfigError(f"model.tokenizer is a folder or settings with kind one of "
-                          f"{', '.join(TOKENIZER_KINDS)}; got {spec!r}")
-    size = options.pop("vocab_size", None)
-    min_frequency = coerce("model.tokenizer.min_frequency", options.pop("min_frequency", 1),
-                           int)
-    if kind == "wordpiece":
-        return train_on_lines("wordpiece", texts, vocab_size=size or 8000,
-                              min_frequency=min_frequency)
-    return tokenizer_class(kind).train(texts, min_frequency=min_frequency, max_size=size,
-                                       **options)
 
 
 def head_architecture(model_type: str, head: str = "SequenceClassification") -> str:

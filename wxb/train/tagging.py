@@ -44,8 +44,9 @@ from wxb.metrics import entity_scores, token_scores_without_o
 from wxb.models import registry
 from wxb.models.base import PreTrainedModel
 from wxb.tokenizers.base import Tokenizer
+from wxb.tokenizers.train import tokenizer_from_settings
 from wxb.train.arguments import TrainingArguments
-from wxb.train.finetune import build_tokenizer, evaluate_with, head_architecture
+from wxb.train.finetune import evaluate_with, head_architecture
 from wxb.train.from_config import check_expected, config_sections, judge_expected
 from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import EvalPrediction, Trainer
@@ -184,7 +185,7 @@ def build_tagger(section: dict[str, Any], tags: LabelSet, sentences: Sequence[Ta
                           "{type: rnn, cell: lstm, hidden_size: 128}")
     cls = registry.model_class(known["type"], head_architecture(known["type"],
                                                                 "TokenClassification"))
-    tokenizer = build_tokenizer(known.get("tokenizer", DEFAULT_TOKENIZER),
+    tokenizer = tokenizer_from_settings(known.get("tokenizer", DEFAULT_TOKENIZER),
                                 [" ".join(s.tokens) for s in sentences])
     if tokenizer.pad_token_id is None or tokenizer.unk_token_id is None:
         raise ConfigError("the tokenizer needs a [PAD] token (batches of sentences) and an "

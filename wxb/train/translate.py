@@ -49,7 +49,8 @@ from wxb.metrics.translation import bleu_tokenize, corpus_bleu
 from wxb.models import registry
 from wxb.models.base import PreTrainedModel
 from wxb.tokenizers.base import Tokenizer
-from wxb.tokenizers.load import load_tokenizer, tokenizer_class
+from wxb.tokenizers.load import load_tokenizer
+from wxb.tokenizers.train import tokenizer_from_settings
 from wxb.train.arguments import TrainingArguments
 from wxb.train.from_config import check_expected, config_sections, judge_expected
 from wxb.train.pretrain import TimeBudget, run_summary
@@ -259,25 +260,13 @@ def build_tokenizers(section: dict[str, Any],
 
 
 def _tokenizer(spec: Any, texts: list[str], field: str) -> Tokenizer:
-    if not isinstance(spec, dict):
-        tokenizer = load_tokenizer(spec)
-    else:
-        options = dict(spec)
-        kind = options.pop("kind", None)
-        if kind not in TOKENIZER_KINDS:
-            raise ConfigError(f"{field} is a folder or settings with kind one of "
-                              f"{', '.join(TOKENIZER_KINDS)}; got {spec!r}")
-        size = options.pop("vocab_size", None)
-        min_frequency = coerce(f"{field}.min_frequency", options.pop("min_frequency", 1), int)
-        if kind == "bpe":
-            from wxb.tokenizers.bpe import BPETokenizer
-
-            tokenizer = BPETokenizer.train(texts, size or 8000, min_frequency=min_frequency,
-                                           special_tokens=BPE_SPECIALS, **options)
-        else:
-            tokenizer = tokenizer_class(kind).train(texts, min_frequency=min_frequency,
-                                                    max_size=size,
-                                                    special_tokens=VOCAB_SPECIALS, **options)
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if isinstance(spec, dict) and kind not in TOKENIZER_KINDS:
+        raise ConfigError(f"{field} is a folder or settings with kind one of "
+                          f"{', '.join(TOKENIZER_KINDS)}; got {spec!r}")
+    tokenizer = tokenizer_from_settings(spec, texts, field=field,
+                                        special_tokens=BPE_SPECIALS if kind == "bpe"
+                                        else VOCAB_SPECIALS)
     for role in ("pad", "eos"):
         if getattr(tokenizer, f"{role}_token_id") is None:
             raise ConfigError(f"{field} has no {role} token; translation needs one")
