@@ -16,23 +16,29 @@ def bleu_tokenize(language: str | None) -> str:
     return BLEU_TOKENIZE.get((language or "").split("-")[0].lower(), "13a")
 
 
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], *,
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str | Sequence[str]], *,
                 language: str | None = None) -> dict[str, float]:
-    """``bleu`` (0-100) and ``chrf`` of the hypotheses against one reference each, and the
-    BLEU brevity penalty and n-gram precisions; ``language`` is the target's code."""
+    """``bleu`` (0-100) and ``chrf`` of the hypotheses, and the BLEU brevity penalty and
+    n-gram precisions; ``language`` is the target's code. ``references`` holds one reference
+    per hypothesis, or a list of them (any number each: Tatoeba has seven for "No way!")."""
     import sacrebleu
 
     if len(hypotheses) != len(references):
         raise DataError(f"{len(hypotheses)} hypotheses but {len(references)} references; "
-                        "give one reference per hypothesis")
+                        "give one reference (or one list of references) per hypothesis")
     if not hypotheses:
         raise DataError("no sentences to score")
+    refs = [[r] if isinstance(r, str) else list(r) for r in references]
+    # sacrebleu reads references as streams, one per reference number; None where a
+    # sentence has fewer.
+    streams = [[r[i] if i < len(r) else None for r in refs]
+               for i in range(max(len(r) for r in refs))]
     tokenize = bleu_tokenize(language)
     try:
-        bleu = sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize)
+        bleu = sacrebleu.corpus_bleu(list(hypotheses), streams, tokenize=tokenize)
     except (ImportError, ModuleNotFoundError, RuntimeError) as err:
         raise ConfigError(f"sacrebleu's {tokenize!r} tokenizer is not usable here ({err})") \
             from None
-    chrf = sacrebleu.corpus_chrf(list(hypotheses), [list(references)])
+    chrf = sacrebleu.corpus_chrf(list(hypotheses), streams)
     return {"bleu": bleu.score, "chrf": chrf.score, "brevity_penalty": bleu.bp,
             **{f"precision_{n}": p for n, p in enumerate(bleu.precisions, start=1)}}

@@ -79,7 +79,7 @@ SOURCE_TOKENIZER_DIR, TARGET_TOKENIZER_DIR = "source_tokenizer", "target_tokeniz
 HEATMAPS = 3  # attention heatmaps drawn, of the first test sentences
 SAMPLES = 20  # translations kept in result.json
 METRICS = tuple(f"{split}_{m}" for split in ("eval", "test")
-                for m in ("bleu", "chrf", "loss"))
+                for m in ("bleu", "bleu_all_references", "chrf", "loss"))
 
 
 def train_translation(config: dict[str, Any], *, resume: bool | str = False,
@@ -144,18 +144,27 @@ def train_translation(config: dict[str, Any], *, resume: bool | str = False,
         if name not in splits:
             continue
         metrics[f"{prefix}_loss"] = trainer.evaluate(encoded[name])["eval_loss"]
-        sources = [s for s, _ in splits[name]]
-        references = [t for _, t in splits[name]]
-        hypotheses = translate_texts(model, source_tok, target_tok, sources,
-                                     batch_size=generation["batch_size"],
-                                     max_source_length=data["max_source_length"], **gen)
-        scores = corpus_bleu(hypotheses, references, language=data["target_language"])
+        pairs = splits[name]
+        # Each distinct source is translated once; a source with several translations in
+        # the corpus is also scored against all of them at once.
+        references: dict[str, list[str]] = {}
+        for source, target in pairs:
+            references.setdefault(source, []).append(target)
+        sources = list(references)
+        translations = dict(zip(sources, translate_texts(
+            model, source_tok, target_tok, sources, batch_size=generation["batch_size"],
+            max_source_length=data["max_source_length"], **gen), strict=True))
+        hypotheses = [translations[s] for s, _ in pairs]
+        scores = corpus_bleu(hypotheses, [t for _, t in pairs], language=data["target_language"])
         metrics[f"{prefix}_bleu"], metrics[f"{prefix}_chrf"] = scores["bleu"], scores["chrf"]
-        samples[name] = [{"source": s, "reference": r, "translation": h}
-                         for s, r, h in list(zip(sources, references, hypotheses,
-                                                      strict=True))[:SAMPLES]]
-        log(f"{name}: BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f} "
-            f"({len(sources):,} sentences)")
+        metrics[f"{prefix}_bleu_all_references"] = corpus_bleu(
+            [translations[s] for s in sources], [references[s] for s in sources],
+            language=data["target_language"])["bleu"]
+        samples[name] = [{"source": s, "reference": t, "translation": translations[s]}
+                         for s, t in pairs[:SAMPLES]]
+        log(f"{name}: BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f} ({len(pairs):,} "
+            f"pairs); BLEU {metrics[f'{prefix}_bleu_all_references']:.2f} against all "
+            f"references of the {len(sources):,} distinct sources")
     model_dir = save_translation_model(model, source_tok, target_tok, output_dir / "model")
     heatmaps = []
     if "test" in splits and getattr(model, "attention", True) is not None:

@@ -7,6 +7,7 @@ process-wide backend is left alone.
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +44,9 @@ def font_families() -> tuple[str, ...]:
     CJK font installed the list is just DejaVu Sans, and such labels draw as boxes with a warning.
     """
     installed = {font.name for font in font_manager.fontManager.ttflist}
+    # A CJK font with only one weight makes matplotlib log "Failed to find font weight normal"
+    # for every label it draws; it then uses that weight, which is what we want.
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     return ("DejaVu Sans", *(name for name in _CJK_FONTS if name in installed))
 
 
