@@ -35,7 +35,7 @@ def flat(final):
 
 
 @pytest.mark.parametrize("mode, layers, bidirectional",
-                         itertools.product(TORCH, (1, 2), (False, True)))
+                         list(itertools.product(TORCH, (1, 2), (False, True))))
 def test_outputs_states_and_gradients_equal_torch(mode, layers, bidirectional):
     ours, ref = pair(mode, layers, bidirectional)
     x = torch.randn(4, 6, 5)
