@@ -25,9 +25,10 @@ from wxb.data.text import (
 )
 from wxb.errors import CheckpointError, ConfigError, DataError
 from wxb.metrics import confusion_matrix, precision_recall_f1
+from wxb.peft.strategy import apply_strategy
 from wxb.tokenizers.train import train_on_lines
 from wxb.train.arguments import TrainingArguments
-from wxb.train.finetune import apply_strategy, build_classifier, finetune
+from wxb.train.finetune import build_classifier, finetune
 from wxb.viz import plot_confusion_matrix
 
 transformers.logging.set_verbosity_error()
@@ -287,7 +288,7 @@ def test_a_checkpoint_with_another_head_size_needs_to_be_asked(sentiment, tmp_pa
 
 @pytest.mark.parametrize("change, message", [
     ({"data": {"train": "x.tsv", "path": "y.tsv"}}, "either train"),
-    ({"finetune": {"strategy": "lora"}}, "unknown finetune.strategy 'lora'"),
+    ({"finetune": {"strategy": "prefix"}}, "unknown finetune.strategy 'prefix'"),
     ({"data": {"path": "x.tsv", "train_size": 0}}, "train_size must be at least 1, got 0"),
     ({"finetune": {"layer_decay": 1.5}}, r"layer_decay must be in \(0, 1\]"),
     ({"model": {"type": "gpt2", "tokenizer": "."}}, "no sequence-classification head"),

@@ -54,7 +54,7 @@ from wxb.io import atomic_write_json
 from wxb.metrics import classification_report, confusion_matrix
 from wxb.models import registry
 from wxb.models.base import CONFIG_NAME, PreTrainedModel, read_config_json
-from wxb.peft import freeze
+from wxb.peft.strategy import apply_strategy, check_finetune
 from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.load import load_tokenizer
 from wxb.tokenizers.train import tokenizer_from_settings
@@ -71,9 +71,6 @@ DATA_DEFAULTS = {"text_column": "text", "text_pair_column": None, "label_column"
                  "truncation": True, "validation_size": 0.1, "test_size": 0.1, "split_seed": 0,
                  "train_size": None}
 DATA_FILES = ("train", "validation", "test", "path")
-STRATEGIES = ("full", "head", "pooler_head", "bottom", "gradual")
-FINETUNE_DEFAULTS = {"strategy": "full", "freeze_layers": 0, "unfreeze_every": 100,
-                     "layer_decay": 1.0}
 TRAINING_DEFAULTS = {"output_dir": "runs/finetune", "num_train_epochs": 3,
                      "learning_rate": 5e-5, "warmup_ratio": 0.1, "weight_decay": 0.01,
                      "per_device_train_batch_size": 32, "eval_strategy": "epoch",
@@ -97,7 +94,7 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
     config = copy.deepcopy(config)
     model_section, data, method, training = config_sections(config, SECTIONS, OTHER_KEYS)
     data = _check_data(data)
-    method = _check_finetune(method)
+    method = check_finetune(method)
     expected = check_expected(config.get("expected"), METRICS)
     max_time = config.get("max_time_seconds")
     max_time = None if max_time is None else coerce("max_time_seconds", max_time, float)
@@ -189,20 +186,6 @@ def _check_data(section: dict[str, Any]) -> dict[str, Any]:
     section["truncation"] = coerce("data.truncation", section["truncation"], bool)
     if section["label_names"] is not None and section["label_name_column"] is not None:
         raise ConfigError("data: give label_names or label_name_column, not both")
-    return section
-
-
-def _check_finetune(section: dict[str, Any]) -> dict[str, Any]:
-    check_section_keys("finetune", section, tuple(FINETUNE_DEFAULTS))
-    section = {**FINETUNE_DEFAULTS, **section}
-    if section["strategy"] not in STRATEGIES:
-        raise ConfigError(f"unknown finetune.strategy {section['strategy']!r}; choose one of: "
-                          f"{', '.join(STRATEGIES)}")
-    for key in ("freeze_layers", "unfreeze_every"):
-        section[key] = coerce(f"finetune.{key}", section[key], int)
-    section["layer_decay"] = coerce("finetune.layer_decay", section["layer_decay"], float)
-    if not 0 < section["layer_decay"] <= 1:
-        raise ConfigError(f"finetune.layer_decay must be in (0, 1], got {section['layer_decay']}")
     return section
 
 
@@ -335,32 +318,6 @@ def head_architecture(model_type: str, head: str = "SequenceClassification") -> 
         raise ConfigError(f"model type {model_type!r} has no {what} head; {task} works with: "
                           f"{', '.join(having)}")
     return found[0]
-
-
-def apply_strategy(model: PreTrainedModel, method: dict[str, Any],
-                   args: TrainingArguments) -> tuple[Any, list[Any]]:
-    """Freeze what the strategy says; return the Trainer's ``optimizers`` (None: its own) and
-    callbacks."""
-    strategy, callbacks = method["strategy"], []
-    if strategy == "head":
-        freeze.freeze_all_but_head(model)
-    elif strategy == "pooler_head":
-        freeze.freeze_all_but_head(model, pooler=True)
-    elif strategy == "bottom":
-        freeze.freeze_bottom(model, method["freeze_layers"])
-    elif strategy == "gradual":
-        callbacks.append(freeze.GradualUnfreezing(model, method["unfreeze_every"]))
-    if strategy != "gradual" and method["layer_decay"] == 1.0:
-        return None, callbacks
-    groups = freeze.param_groups(model, args.learning_rate, layer_decay=method["layer_decay"],
-                                 weight_decay=args.weight_decay)
-    if strategy != "gradual":  # frozen weights need no optimizer state
-        groups = [g for g in ({**g, "params": [p for p in g["params"] if p.requires_grad]}
-                              for g in groups) if g["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate,
-                                  betas=(args.adam_beta1, args.adam_beta2),
-                                  eps=args.adam_epsilon)
-    return (optimizer, None), callbacks
 
 
 def evaluate_split(trainer: Trainer, dataset: EncodedTexts) -> tuple[dict[str, float],

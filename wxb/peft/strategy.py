@@ -1,0 +1,117 @@
+"""What trains, as one ``finetune`` config section: every pipeline (classification, SFT, DPO)
+reads the same keys and calls the same two functions.
+
+    finetune:
+      strategy: full | head | pooler_head | bottom | gradual | lora | qlora
+      freeze_layers: 0        # bottom: layers frozen above the embeddings
+      unfreeze_every: 100     # gradual: optimizer steps between unfreezing layers
+      layer_decay: 1.0        # layer-wise learning-rate decay (full, head, bottom, gradual)
+      r: 8                    # lora / qlora: the rank of B·A
+      lora_alpha: 16          #   the update is scaled by lora_alpha / r
+      lora_dropout: 0.05      #   dropout on the LoRA path's input
+      target_modules: all-linear   # or "q_proj|v_proj" (a regex on module names) or a list
+      modules_to_save: null   #   whole modules that train and are saved with the adapter;
+                              #   by default a classifier's head
+      use_rslora: false       #   scale by lora_alpha / sqrt(r) instead
+      adapter: null           #   start from a saved adapter folder (wxb or PEFT)
+
+``check_finetune`` fills the defaults and checks the values; ``apply_strategy`` changes the
+model in place and returns what the Trainer needs; ``save_trained`` writes the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wxb.config import check_section_keys, coerce
+from wxb.errors import ConfigError
+from wxb.peft import freeze
+
+STRATEGIES = ("full", "head", "pooler_head", "bottom", "gradual", "lora", "qlora")
+FINETUNE_DEFAULTS = {"strategy": "full", "freeze_layers": 0, "unfreeze_every": 100,
+                     "layer_decay": 1.0, "r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
+                     "target_modules": "all-linear", "modules_to_save": None,
+                     "use_rslora": False, "adapter": None}
+INTS, FLOATS = ("freeze_layers", "unfreeze_every", "r"), ("layer_decay", "lora_alpha",
+                                                         "lora_dropout")
+
+
+def check_finetune(section: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``finetune`` section with its defaults, values converted and checked."""
+    section = section or {}
+    check_section_keys("finetune", section, tuple(FINETUNE_DEFAULTS))
+    section = {**FINETUNE_DEFAULTS, **section}
+    if section["strategy"] not in STRATEGIES:
+        raise ConfigError(f"unknown finetune.strategy {section['strategy']!r}; choose one of: "
+                          f"{', '.join(STRATEGIES)}")
+    for key in INTS:
+        section[key] = coerce(f"finetune.{key}", section[key], int)
+    for key in FLOATS:
+        section[key] = coerce(f"finetune.{key}", section[key], float)
+    section["use_rslora"] = coerce("finetune.use_rslora", section["use_rslora"], bool)
+    if not 0 < section["layer_decay"] <= 1:
+        raise ConfigError(f"finetune.layer_decay must be in (0, 1], got {section['layer_decay']}")
+    if uses_lora(section) and section["layer_decay"] != 1.0:
+        raise ConfigError("finetune.layer_decay applies to full and freezing strategies, "
+                          f"not to {section['strategy']}")
+    return section
+
+
+def uses_lora(section: dict[str, Any]) -> bool:
+    return section["strategy"] in ("lora", "qlora")
+
+
+def apply_strategy(model: nn.Module, method: dict[str, Any],
+                   args: Any) -> tuple[Any, list[Any]]:
+    """Freeze, wrap or quantize what ``method`` (a checked ``finetune`` section) says; return
+    the Trainer's ``optimizers`` (None: its own) and callbacks. ``args``: TrainingArguments."""
+    strategy, callbacks = method["strategy"], []
+    if uses_lora(method):
+        from wxb.peft.lora import add_lora, load_adapter, lora_config_from
+
+        if strategy == "qlora":
+            from wxb.peft.qlora import quantize_model
+
+            quantize_model(model, skip=lora_config_from(method, model).modules_to_save)
+        if method["adapter"]:
+            load_adapter(model, method["adapter"], trainable=True)
+        else:
+            add_lora(model, lora_config_from(method, model))
+        return None, callbacks
+    if strategy == "head":
+        freeze.freeze_all_but_head(model)
+    elif strategy == "pooler_head":
+        freeze.freeze_all_but_head(model, pooler=True)
+    elif strategy == "bottom":
+        freeze.freeze_bottom(model, method["freeze_layers"])
+    elif strategy == "gradual":
+        callbacks.append(freeze.GradualUnfreezing(model, method["unfreeze_every"]))
+    if strategy != "gradual" and method["layer_decay"] == 1.0:
+        return None, callbacks
+    groups = freeze.param_groups(model, args.learning_rate, layer_decay=method["layer_decay"],
+                                 weight_decay=args.weight_decay)
+    if strategy != "gradual":  # frozen weights need no optimizer state
+        groups = [g for g in ({**g, "params": [p for p in g["params"] if p.requires_grad]}
+                              for g in groups) if g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate,
+                                  betas=(args.adam_beta1, args.adam_beta2),
+                                  eps=args.adam_epsilon)
+    return (optimizer, None), callbacks
+
+
+def save_trained(model: nn.Module, folder: str | Path) -> Path:
+    """Save a fine-tuned model to ``folder`` in the Hugging Face layout. A model with LoRA
+    adapters is saved merged (a plain checkpoint any loader reads; quantized weights are
+    written back at full precision) and its adapter alone goes to ``folder``'s sibling
+    ``adapter/`` (``adapter_config.json`` + ``adapter_model.safetensors``, the PEFT layout).
+    The model in memory is left as it was."""
+    from wxb.peft.lora import has_lora, merged_copy, save_adapter
+
+    if not has_lora(model):
+        return model.save_pretrained(folder)
+    save_adapter(model, Path(folder).parent / "adapter")
+    return merged_copy(model).save_pretrained(folder)
