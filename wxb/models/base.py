@@ -137,6 +137,11 @@ class PreTrainedModel(nn.Module):
         unique = {id(p): p for p in self.parameters() if p.requires_grad or not trainable_only}
         return sum(p.numel() for p in unique.values())
 
+    def get_input_embeddings(self) -> nn.Module | None:
+        """The token embedding layer (as in ``transformers``): the first ``nn.Embedding``,
+        which is where every wxb family defines it (a family may say otherwise)."""
+        return next((m for m in self.modules() if isinstance(m, nn.Embedding)), None)
+
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` that ``transformers`` loads."""
         from wxb.hub import save_pretrained  # hub builds on the models, so import it late

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from torch import nn
 
 # First match wins; names are Hugging Face's.
+LORA = ("lora", r"\.lora_[AB]\.")  # LoRA's A and B (wxb.peft.lora), before their layer's row
 COMPONENTS = [
+    LORA,
     ("embeddings", r"(^|\.)(wte|wpe|embed_tokens|embeddings?)\."),
     ("attention", r"(^|\.)(attn|self_attn|attention|c_attn)\."),
     ("feed-forward", r"(^|\.)(mlp|intermediate|feed_forward|fc)\."),
@@ -41,7 +43,8 @@ def parameter_breakdown(model: nn.Module) -> list[ComponentCount]:
     """
     rows_spec = model.parameter_components() if hasattr(model, "parameter_components") else [
         (component, pattern, "") for component, pattern in COMPONENTS]
-    table = [(component, pattern) for component, pattern, _ in rows_spec]
+    table = [LORA] + [(component, pattern) for component, pattern, _ in rows_spec
+                      if (component, pattern) != LORA]
     formulas = {component: formula for component, _, formula in rows_spec}
     rows: dict[str, ComponentCount] = {}
     for name, p in model.named_parameters():  # named_parameters skips tied duplicates

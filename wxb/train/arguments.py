@@ -54,6 +54,7 @@ class TrainingArguments:
     group_by_length: bool = False  # batches of examples of similar length: less padding
     full_determinism: bool = False
     torch_compile: bool = False  # train through torch.compile(model); evaluation stays eager
+    neftune_noise_alpha: float | None = None  # NEFTune: noisy input embeddings in training
 
     eval_strategy: str = "no"
     eval_steps: int = 0
@@ -89,6 +90,9 @@ class TrainingArguments:
             raise ConfigError("set num_train_epochs > 0 or max_steps > 0 to train at all")
         if self.eval_strategy == "steps" and self.eval_steps < 1:
             raise ConfigError("eval_strategy 'steps' needs eval_steps >= 1, e.g. eval_steps: 100")
+        if self.neftune_noise_alpha is not None and self.neftune_noise_alpha <= 0:
+            raise ConfigError("neftune_noise_alpha must be > 0 (the paper uses 5), got "
+                              f"{self.neftune_noise_alpha}; leave it out to train without noise")
         if self.fp16 and self.bf16:
             raise ConfigError("choose one of fp16 and bf16, not both")
         if self.early_stopping_patience and self.eval_strategy == "no":

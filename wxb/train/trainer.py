@@ -344,7 +344,7 @@ class Trainer:
         samples = 0
         enabled = progress_enabled(args.disable_tqdm) and self.dist.is_main
         with ProgressBar(total, self.state.global_step, enabled=enabled) as bar, \
-                self._catch_interrupt():
+                self._catch_interrupt(), self._neftune():
             self.bar = bar
             epoch = self.state.global_step // per_epoch
             while self.state.global_step < total and not self._stop:
@@ -396,6 +396,14 @@ class Trainer:
             metrics.update(last_eval[-1])
         mean_loss = float(np.mean(train_losses)) if train_losses else float("nan")
         return TrainOutput(self.state.global_step, mean_loss, metrics)
+
+    def _neftune(self) -> Any:
+        """NEFTune's noisy embeddings while the loop runs (``neftune_noise_alpha``)."""
+        if self.args.neftune_noise_alpha is None:
+            return nullcontext()
+        from wxb.peft.neftune import neftune
+
+        return neftune(self.model, self.args.neftune_noise_alpha)
 
     def _training_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
         if self.step_fn is not None:
