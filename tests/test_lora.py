@@ -343,3 +343,41 @@ def test_the_trainer_applies_neftune_from_its_arguments(tmp_path):
             assert 0 < max(seen) <= alpha / math.sqrt(8 * 16)
     with pytest.raises(ConfigError, match="neftune_noise_alpha must be > 0"):
         TrainingArguments(neftune_noise_alpha=0)
+
+
+# ----------------------------------------------------------------------------- the commands
+
+
+def test_wxb_finetune_lora_saves_a_merged_model_and_a_peft_adapter(minilm_path, tmp_path,
+                                                                   capsys, monkeypatch):
+    from wxb.cli import main
+
+    monkeypatch.setenv("CI", "true")
+    lines = ["sentence\tlabel"] + [f"{w} film\t{i % 2}" for i, w in
+                                   enumerate(["bad", "great"] * 12)]
+    (tmp_path / "train.tsv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit) as done:
+        main(["finetune", "--model", "sentence-transformers/all-MiniLM-L6-v2",
+              "--train", str(tmp_path / "train.tsv"), "--text-column", "sentence",
+              "--max-length", "8", "--strategy", "lora", "--lora-r", "4",
+              "--target-modules", "query|value", "--neftune-alpha", "5", "--max-steps", "3",
+              "--lr", "1e-2", "--output-dir", str(tmp_path / "run")])
+    assert done.value.code in (0, None)
+    out = capsys.readouterr().out
+    lora = 6 * 2 * 4 * (384 + 384)
+    assert f"({lora + 384 * 2 + 2:,} trained)" in out
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["config"]["training"]["neftune_noise_alpha"] == 5.0
+
+    merged = wxb.from_pretrained(tmp_path / "run" / "model").eval()
+    base = transformers.BertForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
+    reference = peft.PeftModel.from_pretrained(base, tmp_path / "run" / "adapter").eval()
+    x = ids(30000, (2, 8))
+    assert torch.allclose(merged(x).logits, reference(input_ids=x).logits, atol=1e-5)
+
+    with pytest.raises(SystemExit):
+        main(["params", str(tmp_path / "run" / "model"), "--adapter",
+              str(tmp_path / "run" / "adapter")])
+    out = capsys.readouterr().out
+    assert f"{lora:>14,}{lora:>14,}" in out  # the lora row: all trainable
+    assert out.strip().splitlines()[-1].endswith("trainable")

@@ -24,13 +24,25 @@ def finetune(
     max_length: Annotated[int | None, typer.Option(help="tokens per example (longer ones are "
                                                         "cut, the longer text first)")] = None,
     strategy: Annotated[str | None, typer.Option(
-        help="what trains: full, head, pooler_head, bottom, gradual")] = None,
+        help="what trains: full, head, pooler_head, bottom, gradual, lora, qlora")] = None,
     freeze_layers: Annotated[int | None, typer.Option(
         help="with --strategy bottom: layers frozen above the embeddings")] = None,
     unfreeze_every: Annotated[int | None, typer.Option(
         help="with --strategy gradual: steps between unfreezing layers")] = None,
     layer_decay: Annotated[float | None, typer.Option(
         help="layer-wise learning-rate decay, e.g. 0.9")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="with lora / qlora: the rank r")] = None,
+    lora_alpha: Annotated[float | None, typer.Option(
+        help="with lora / qlora: the update is scaled by alpha / r")] = None,
+    lora_dropout: Annotated[float | None, typer.Option(
+        help="with lora / qlora: dropout on the LoRA path")] = None,
+    target_modules: Annotated[str | None, typer.Option(
+        help="with lora / qlora: all-linear, or a pattern of layer names, e.g. "
+             "'query|value'")] = None,
+    adapter: Annotated[str | None, typer.Option(
+        help="with lora / qlora: go on training this adapter folder (wxb or PEFT)")] = None,
+    neftune_alpha: Annotated[float | None, typer.Option(
+        help="NEFTune: noise on the input embeddings in training, e.g. 5")] = None,
     output_dir: Annotated[str | None, typer.Option(
         help="run folder (default: the config's, else runs/finetune)")] = None,
     epochs: Annotated[float | None, typer.Option(help="number of epochs")] = None,
@@ -53,6 +65,9 @@ def finetune(
 
     Example: wxb finetune run.yaml --layer-decay 0.9 --epochs 3
 
+    Example: wxb finetune run.yaml --strategy lora --lora-r 8 --target-modules 'query|value'
+    (the merged model goes to model/, the adapter alone to adapter/)
+
     Example: wxb finetune ner.yaml --train conll2003/train.txt --epochs 5 (ner.yaml: task:
     token-classify, model: {type: rnn, case_embedding_size: 16})
     """
@@ -66,10 +81,13 @@ def finetune(
                  "text_column": text_column, "text_pair_column": text_pair_column,
                  "label_column": label_column, "max_length": max_length},
         "finetune": {"strategy": strategy, "freeze_layers": freeze_layers,
-                     "unfreeze_every": unfreeze_every, "layer_decay": layer_decay},
+                     "unfreeze_every": unfreeze_every, "layer_decay": layer_decay,
+                     "r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
+                     "target_modules": target_modules, "adapter": adapter},
         "training": {"output_dir": output_dir, "num_train_epochs": epochs,
                      "max_steps": max_steps, "per_device_train_batch_size": batch_size,
-                     "learning_rate": lr, "seed": seed},
+                     "learning_rate": lr, "seed": seed,
+                     "neftune_noise_alpha": neftune_alpha},
     }
     for name, flags in sections.items():
         given = {k: v for k, v in flags.items() if v is not None}

@@ -16,8 +16,8 @@ The config (a recipe with ``task: text-classify`` is one)::
               + text_column, text_pair_column, label_column, label_names | label_name_column,
                 max_length: 128, truncation: true,
                 train_size: N (a seeded subset of N training examples: learning from few labels)
-    finetune: {strategy: full | head | pooler_head | bottom | gradual,
-               freeze_layers: N (bottom), unfreeze_every: STEPS (gradual), layer_decay: 1.0}
+    finetune: {strategy: full | head | pooler_head | bottom | gradual | lora | qlora, ...}
+              (the keys of wxb.peft.strategy: freeze_layers, layer_decay, r, lora_alpha, ...)
     training: {<TrainingArguments fields>}
     max_time_seconds: 900     # stop training after this much wall time
 
@@ -54,7 +54,7 @@ from wxb.io import atomic_write_json
 from wxb.metrics import classification_report, confusion_matrix
 from wxb.models import registry
 from wxb.models.base import CONFIG_NAME, PreTrainedModel, read_config_json
-from wxb.peft.strategy import apply_strategy, check_finetune
+from wxb.peft.strategy import apply_strategy, check_finetune, save_trained
 from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.load import load_tokenizer
 from wxb.tokenizers.train import tokenizer_from_settings
@@ -114,10 +114,9 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
                                      truncation=data["truncation"],
                                      source=data.get(name) or f"{data['path']} ({name} split)")
                for name, s in splits.items()}
+    optimizers, callbacks = apply_strategy(model, method, args)
     log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters, "
         f"{model.num_parameters(trainable_only=True):,} trainable ({method['strategy']})")
-
-    optimizers, callbacks = apply_strategy(model, method, args)
     budget = TimeBudget(max_time) if max_time is not None else None
     trainer = Trainer(model, args, train_dataset=encoded["train"],
                       eval_dataset=encoded.get("validation"),
@@ -136,7 +135,7 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
         plots[name] = str(_plot(matrix, labels.names, output_dir / f"confusion_{name}.png",
                                 f"{config.get('name', 'fine-tuned')}: {name} split"))
         log(f"{name}: accuracy {scores['accuracy']:.4f}, macro F1 {scores['f1']:.4f}")
-    model_dir = model.save_pretrained(output_dir / "model")
+    model_dir = save_trained(model, output_dir / "model")
     tokenizer.save(model_dir)
 
     curve = output_dir / "loss_curve.png"
