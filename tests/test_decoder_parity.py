@@ -156,9 +156,9 @@ def test_bad_checkpoints(tmp_path):
                                           "llama"):
         wxb.from_pretrained(tmp_path / "ok")
     (tmp_path / "ok" / "config.json").write_text(text.replace('"LlamaForCausalLM"',
-                                                              '"LlamaForSequenceClassification"'))
+                                                              '"LlamaForTokenClassification"'))
     with pytest.raises(ConfigError, match="llama has no architecture "
-                                          "'LlamaForSequenceClassification'"):
+                                          "'LlamaForTokenClassification'"):
         wxb.from_pretrained(tmp_path / "ok")
 
 

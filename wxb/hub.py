@@ -38,7 +38,7 @@ def _gpt2_from_hf(state: StateDict) -> StateDict:
     for key, value in state.items():
         if key.endswith((".attn.bias", ".attn.masked_bias")):
             continue  # the causal-mask buffers old GPT-2 checkpoints carry
-        if not key.startswith(("transformer.", "lm_head.")):
+        if not key.startswith(("transformer.", "lm_head.", "score.")):
             key = "transformer." + key  # saved from GPT2Model, without the LM head
         out[key] = value.t() if key.endswith(CONV1D) else value
     return out

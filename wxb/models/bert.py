@@ -22,6 +22,7 @@ from torch import nn
 
 from wxb.errors import ConfigError
 from wxb.models.base import LabelledConfig, PreTrainedModel
+from wxb.models.outputs import sequence_classification_loss
 from wxb.nn import Dropout, activation, attention
 
 
@@ -424,23 +425,9 @@ class BertForSequenceClassification(_BertWithHead):
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
                         output_attentions, output_hidden_states)
         logits = self.classifier(self.dropout(out.pooler_output))
-        loss = None if labels is None else self._loss(logits, labels.to(logits.device))
+        loss = None if labels is None else sequence_classification_loss(
+            logits, labels.to(logits.device), self.config.num_labels, self.config.problem_type)
         return _output(out, loss=loss, logits=logits)
-
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        n = self.config.num_labels
-        kind = self.config.problem_type or (
-            "regression" if n == 1 else "single_label_classification"
-            if not labels.is_floating_point() else "multi_label_classification")
-        if kind == "regression":
-            return F.mse_loss(logits.squeeze(-1).float(), labels.float())
-        if kind == "multi_label_classification":
-            return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        if bool(((labels < 0) | (labels >= n)).any()):
-            bad = labels[(labels < 0) | (labels >= n)][0].item()
-            raise ConfigError(f"label {bad} is outside num_labels {n} (labels are 0..{n - 1}); "
-                              "set num_labels to the number of classes")
-        return F.cross_entropy(logits.float(), labels)
 
 
 class BertForTokenClassification(_BertWithHead):

@@ -1,12 +1,15 @@
-"""The forward pass every decoder-only language model shares (GPT-2, LLaMA).
+"""The forward pass every decoder-only language model shares (GPT-2, LLaMA), under two heads.
 
 A family supplies its pieces: ``embed`` (token ids and positions to vectors, plus anything its
-layers need, such as LLaMA's rotary angles), ``layers``, ``final_norm`` and ``lm_head``. This
-class runs them: the cache, positions, masks, the layer loop, logits and the loss.
+layers need, such as LLaMA's rotary angles), ``layers`` and ``final_norm``. ``DecoderBase.decode``
+runs them: the cache, positions, masks and the layer loop. ``CausalLMBase`` puts ``lm_head``
+(next-token logits and loss) on top, ``SequenceClassifierBase`` a ``score`` layer read at each
+sequence's last token (reward models).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,13 +17,27 @@ from torch import nn
 
 from wxb.errors import ConfigError
 from wxb.models.base import PreTrainedModel
-from wxb.models.outputs import CausalLMOutput, causal_lm_loss
+from wxb.models.outputs import (
+    CausalLMOutput,
+    SequenceClassifierOutput,
+    causal_lm_loss,
+    sequence_classification_loss,
+)
 from wxb.nn import KVCache, make_mask
 
 
-class CausalLMBase(PreTrainedModel):
-    lm_head: nn.Linear
+@dataclass
+class DecoderOutput:
+    """``last_hidden_state`` (batch, seq, hidden), after the final norm; the cache; per-layer
+    hidden states and attention weights when asked for."""
 
+    last_hidden_state: torch.Tensor
+    past_key_values: KVCache | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class DecoderBase(PreTrainedModel):
     def embed(self, input_ids: torch.Tensor,
               position_ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """(batch, seq) ids -> (batch, seq, hidden) vectors and extra keyword arguments for
@@ -39,25 +56,13 @@ class CausalLMBase(PreTrainedModel):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool = False,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        logits_to_keep: int = 0,
-    ) -> CausalLMOutput:
+    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               position_ids: torch.Tensor | None = None,
+               past_key_values: KVCache | None = None, use_cache: bool = False,
+               output_attentions: bool = False,
+               output_hidden_states: bool = False) -> DecoderOutput:
         """input_ids (batch, seq); attention_mask (batch, past + seq), 0 on padding;
-        position_ids (batch, seq), by default counting on from the cached positions.
-
-        ``labels`` (batch, seq) gives the next-token loss (-100 ignored); ``use_cache`` returns
-        a KVCache for the next step; ``logits_to_keep=n`` computes only the last n positions'
-        logits (decoding needs just one).
-        """
+        position_ids (batch, seq), by default counting on from the cached positions."""
         layers = self.layers()
         seq = input_ids.shape[1]
         if use_cache and past_key_values is None:
@@ -78,9 +83,72 @@ class CausalLMBase(PreTrainedModel):
             weights.append(w)
         x = self.final_norm(x)
         hidden.append(x)
+        return DecoderOutput(x, past_key_values,
+                             tuple(hidden) if output_hidden_states else None,
+                             tuple(weights) if output_attentions else None)
+
+
+class CausalLMBase(DecoderBase):
+    lm_head: nn.Linear
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        logits_to_keep: int = 0,
+    ) -> CausalLMOutput:
+        """The inputs of ``decode``; ``labels`` (batch, seq) gives the next-token loss (-100
+        ignored); ``use_cache`` returns a KVCache for the next step; ``logits_to_keep=n``
+        computes only the last n positions' logits (decoding needs just one)."""
+        out = self.decode(input_ids, attention_mask, position_ids, past_key_values, use_cache,
+                          output_attentions, output_hidden_states)
+        x = out.last_hidden_state
         logits = self.lm_head(x[:, -logits_to_keep:] if logits_to_keep else x)
         return CausalLMOutput(
             loss=causal_lm_loss(logits, labels) if labels is not None else None,
-            logits=logits, past_key_values=past_key_values,
-            hidden_states=tuple(hidden) if output_hidden_states else None,
-            attentions=tuple(weights) if output_attentions else None)
+            logits=logits, past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+class SequenceClassifierBase(DecoderBase):
+    """A decoder with a ``score`` layer (no bias) read at each sequence's last real token, as
+    in Hugging Face's ``*ForSequenceClassification`` of GPT-2 and LLaMA: with
+    ``num_labels=1`` it is a reward model (one scalar per sequence)."""
+
+    score: nn.Linear
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_attentions: bool = False,
+                output_hidden_states: bool = False) -> SequenceClassifierOutput:
+        """input_ids (batch, seq) -> logits (batch, num_labels); the loss (when ``labels``)
+        follows ``problem_type`` as in Hugging Face."""
+        out = self.decode(input_ids, attention_mask, position_ids,
+                          output_attentions=output_attentions,
+                          output_hidden_states=output_hidden_states)
+        logits = self.score(out.last_hidden_state)  # (batch, seq, num_labels)
+        last = last_token_index(input_ids, self.config.pad_token_id)
+        pooled = logits[torch.arange(len(input_ids), device=logits.device), last]
+        loss = None if labels is None else sequence_classification_loss(
+            pooled, labels.to(pooled.device), self.config.num_labels, self.config.problem_type)
+        return SequenceClassifierOutput(loss=loss, logits=pooled)
+
+
+def last_token_index(input_ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """(batch,) position of each row's rightmost token that is not padding, as Hugging Face
+    finds it (so left and right padding both work); without a pad token every row must be
+    full length."""
+    batch, seq = input_ids.shape
+    if pad_token_id is None:
+        if batch != 1:
+            raise ConfigError("a batch of several sequences needs config.pad_token_id to find "
+                              "each one's last token; set pad_token_id")
+        return torch.full((batch,), seq - 1, device=input_ids.device)
+    positions = torch.arange(seq, device=input_ids.device)
+    return (positions * (input_ids != pad_token_id)).argmax(-1)

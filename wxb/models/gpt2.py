@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 from wxb.errors import ConfigError
-from wxb.models.base import Config
-from wxb.models.decoder import CausalLMBase
+from wxb.models.base import LabelledConfig
+from wxb.models.decoder import CausalLMBase, DecoderBase, SequenceClassifierBase
 from wxb.nn import Dropout, KVCache, activation, attention
 
 
 @dataclass
-class GPT2Config(Config):
+class GPT2Config(LabelledConfig):
     model_type = "gpt2"
 
     vocab_size: int = 50257
@@ -43,6 +43,10 @@ class GPT2Config(Config):
     eos_token_id: int | None = 50256
     pad_token_id: int | None = None
     tie_word_embeddings: bool = True
+    # The sequence-classification head's (a reward model has num_labels=1), as in HF.
+    num_labels: int = 2
+    id2label: dict | None = None
+    problem_type: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -121,20 +125,22 @@ class GPT2Model(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 
 
-class GPT2LMHeadModel(CausalLMBase):
+class GPT2PreTrainedModel(DecoderBase):
+    """The GPT-2 body and the pieces the shared decoder loop runs; each head adds its layer."""
+
     config_class = GPT2Config
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__(config)
         self.transformer = GPT2Model(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+
+    def _init_all(self) -> None:
         self.apply(self._init_weights)
         # GPT-2 scales the residual projections by 1/sqrt(2 * n_layer): each block adds two.
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, std=config.initializer_range / math.sqrt(2 * config.n_layer))
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.transformer.wte.weight
+                nn.init.normal_(p, std=self.config.initializer_range
+                                / math.sqrt(2 * self.config.n_layer))
 
     def embed(self, input_ids: torch.Tensor,
               position_ids: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -146,3 +152,23 @@ class GPT2LMHeadModel(CausalLMBase):
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.transformer.ln_f(x)
+
+
+class GPT2LMHeadModel(GPT2PreTrainedModel, CausalLMBase):
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self._init_all()
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+
+
+class GPT2ForSequenceClassification(GPT2PreTrainedModel, SequenceClassifierBase):
+    """GPT-2 with a scalar-per-label ``score`` head at the last token (a reward model)."""
+
+    base_model_prefix = "transformer"  # loads a GPT2LMHeadModel checkpoint under a new head
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__(config)
+        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
+        self._init_all()

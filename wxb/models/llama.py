@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 from wxb.errors import ConfigError
-from wxb.models.base import Config
-from wxb.models.decoder import CausalLMBase
+from wxb.models.base import LabelledConfig
+from wxb.models.decoder import CausalLMBase, DecoderBase, SequenceClassifierBase
 from wxb.nn import KVCache, RMSNorm, RotaryEmbedding, SwiGLU, apply_rotary, attention
 from wxb.nn.position import rope_frequencies
 
 
 @dataclass
-class LlamaConfig(Config):
+class LlamaConfig(LabelledConfig):
     model_type = "llama"
 
     vocab_size: int = 32000
@@ -48,6 +48,10 @@ class LlamaConfig(Config):
     eos_token_id: int | list[int] | None = 2
     pad_token_id: int | None = None
     tie_word_embeddings: bool = False
+    # The sequence-classification head's (a reward model has num_labels=1), as in HF.
+    num_labels: int = 2
+    id2label: dict | None = None
+    problem_type: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,16 +131,14 @@ class LlamaModel(nn.Module):
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta, config.rope_scaling)
 
 
-class LlamaForCausalLM(CausalLMBase):
+class LlamaPreTrainedModel(DecoderBase):
+    """The LLaMA body and the pieces the shared decoder loop runs; each head adds its layer."""
+
     config_class = LlamaConfig
 
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__(config)
         self.model = LlamaModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.apply(self._init_weights)
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.model.embed_tokens.weight
 
     def embed(self, input_ids: torch.Tensor,
               position_ids: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -148,3 +150,23 @@ class LlamaForCausalLM(CausalLMBase):
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.norm(x)
+
+
+class LlamaForCausalLM(LlamaPreTrainedModel, CausalLMBase):
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+
+class LlamaForSequenceClassification(LlamaPreTrainedModel, SequenceClassifierBase):
+    """LLaMA with a scalar-per-label ``score`` head at the last token (a reward model)."""
+
+    base_model_prefix = "model"  # loads a LlamaForCausalLM checkpoint under a new head
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.apply(self._init_weights)

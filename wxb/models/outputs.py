@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from wxb.errors import ConfigError
+
 
 @dataclass
 class SequenceClassifierOutput:
@@ -68,3 +70,22 @@ def seq2seq_loss(logits: torch.Tensor, labels: torch.Tensor,
     (no shift: the decoder's input was shifted instead); -100 is ignored."""
     return F.cross_entropy(logits.float().flatten(0, 1), labels.to(logits.device).flatten(),
                            ignore_index=-100, label_smoothing=label_smoothing)
+
+
+def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int,
+                                 problem_type: str | None = None) -> torch.Tensor:
+    """A sequence classifier's loss as Hugging Face picks it from ``problem_type``: mean
+    squared error for one label (regression), cross-entropy for class ids, binary
+    cross-entropy for multi-hot float labels. logits (batch, num_labels), labels (batch,) or
+    (batch, num_labels)."""
+    kind = problem_type or ("regression" if num_labels == 1 else "single_label_classification"
+                            if not labels.is_floating_point() else "multi_label_classification")
+    if kind == "regression":
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    if kind == "multi_label_classification":
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    if bool(((labels < 0) | (labels >= num_labels)).any()):
+        bad = labels[(labels < 0) | (labels >= num_labels)][0].item()
+        raise ConfigError(f"label {bad} is outside num_labels {num_labels} (labels are "
+                          f"0..{num_labels - 1}); set num_labels to the number of classes")
+    return F.cross_entropy(logits.float(), labels)

@@ -14,8 +14,10 @@ from wxb.models.base import Config, PreTrainedModel
 FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "mlp": ("wxb.models.mlp", "MLPConfig", ("MLPForClassification",)),
     "cnn": ("wxb.models.cnn", "CNNConfig", ("CNNForImageClassification",)),
-    "gpt2": ("wxb.models.gpt2", "GPT2Config", ("GPT2LMHeadModel",)),
-    "llama": ("wxb.models.llama", "LlamaConfig", ("LlamaForCausalLM",)),
+    "gpt2": ("wxb.models.gpt2", "GPT2Config", ("GPT2LMHeadModel",
+                                              "GPT2ForSequenceClassification")),
+    "llama": ("wxb.models.llama", "LlamaConfig", ("LlamaForCausalLM",
+                                                "LlamaForSequenceClassification")),
     "rnn": ("wxb.models.rnn", "RNNConfig", ("RNNForSequenceClassification",
                                             "RNNForTokenClassification")),
     "seq2seq": ("wxb.models.seq2seq", "Seq2SeqConfig", ("Seq2Seq",)),
