@@ -381,3 +381,34 @@ def test_wxb_finetune_lora_saves_a_merged_model_and_a_peft_adapter(minilm_path, 
     out = capsys.readouterr().out
     assert f"{lora:>14,}{lora:>14,}" in out  # the lora row: all trainable
     assert out.strip().splitlines()[-1].endswith("trainable")
+
+
+def test_the_lora_vs_full_recipe_compares_methods_in_their_own_processes(tmp_path):
+    from wxb.recipes import run_recipe
+
+    (tmp_path / "sst2").mkdir()
+    lines = ["sentence\tlabel"] + [f"{w} film\t{i % 2}" for i, w in
+                                   enumerate(["bad", "great"] * 16)]
+    for split in ("train", "dev", "test"):
+        (tmp_path / "sst2" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    result = run_recipe("lora-vs-full", tmp_path, tmp_path / "run", overrides={
+        "training": {"max_steps": 2, "eval_steps": 2, "disable_tqdm": True},
+        "data": {"max_length": 8},
+        "variants": {"qlora": {"finetune": {"strategy": "lora", "r": 2}}}})
+    m, runs = result["metrics"], result["variants"]
+    assert runs["full"]["trainable_parameters"] == 22_713_216 + 770  # every weight + the head
+    lora = 6 * 8 * (4 * (384 + 384) + (384 + 1536) * 2) + 8 * 2 * 384 + 2 * 384 + 2
+    assert runs["lora"]["trainable_parameters"] == lora  # + the pooler's, + the head
+    assert runs["qlora"]["trainable_parameters"] < lora
+    for name, run in runs.items():
+        assert m[f"{name}_eval_accuracy"] == run["metrics"]["eval_accuracy"]
+        assert 0 < run["memory_mib"]["training"] < run["memory_mib"]["peak"]
+        assert (tmp_path / "run" / name / "result.json").is_file()
+    assert m["lora_memory_ratio"] == pytest.approx(
+        runs["lora"]["memory_mib"]["training"] / runs["full"]["memory_mib"]["training"],
+        abs=1e-4)
+    assert m["lora_eval_accuracy_gap"] == pytest.approx(
+        m["full_eval_accuracy"] - m["lora_eval_accuracy"])
+    assert [g["metric"] for g in result["expected"]] == [
+        "lora_eval_accuracy_gap", "lora_memory_ratio", "qlora_memory_ratio"]
+    assert (tmp_path / "run" / "lora" / "adapter" / "adapter_model.safetensors").is_file()

@@ -6,6 +6,7 @@ becomes a float and ``learning_rate: fast`` becomes one clear ``ConfigError``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -82,3 +83,14 @@ def _number(name: str, value: Any, kind: type) -> int | float:
             raise ConfigError(f"{name} must be a whole number, got {value!r}")
         return int(number)
     return number
+
+
+def merge_config(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, mapping by mapping (neither is changed)."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

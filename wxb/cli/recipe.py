@@ -24,7 +24,8 @@ def list_recipes() -> None:
     for name in recipe_names():
         recipe = load_recipe(name)
         expected = recipe.get("expected") or {}
-        goal = " ".join(f"{k} {v}" for k, v in expected.items())
+        goal = "; ".join(" ".join(f"{k} {v}" for k, v in e.items())
+                         for e in (expected if isinstance(expected, list) else [expected]))
         print(f"{name:<20} {recipe.get('description', '').strip()[:70]}")
         if goal:
             print(f"{'':<20} expected: {goal}")

@@ -13,20 +13,23 @@ what trains it:
   ``pretrain_then_finetune`` (its ``pretrain`` and ``finetune`` sections are configs of the two);
 - ``token-classify``: a tagger (NER) trained on CoNLL files, run by ``train_tagger``;
 - ``translation``: Seq2Seq or the Transformer on sentence pairs, scored by BLEU, run by
-  ``train_translation``.
+  ``train_translation``;
+- ``compare-finetune``: one fine-tuning config trained once per ``variants`` entry (full,
+  LoRA, QLoRA, ...), each in its own process, compared on score, memory and time, run by
+  ``compare_finetune``.
 
 ``run_recipe(name, data_dir)`` runs one and writes ``runs/<name>/result.json``.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from wxb.config import merge_config
 from wxb.errors import ConfigError, DataError
 from wxb.io import atomic_write_json
 from wxb.train.from_config import SECTIONS, parse_config
@@ -34,7 +37,7 @@ from wxb.train.from_config import SECTIONS, parse_config
 # What `wxb train` trains when given no config.
 DEFAULT_TRAIN_RECIPE = "digits-cnn"
 TASKS = ("classify", "causal-lm", "text-classify", "bert-pretrain", "pretrain-finetune",
-         "token-classify", "translation")
+         "token-classify", "translation", "compare-finetune")
 # The data fields that name files (relative to the data folder).
 DATA_FILES = ("path", "train", "validation", "test")
 
@@ -71,7 +74,7 @@ def load_recipe(name: str) -> dict[str, Any]:
     if (recipe.get("model") or {}).get("type", base_type) != base_type:
         base.pop("model")  # another family's fields would not fit: the recipe's model alone
     own = ("name", "description", "expected", "reported")
-    return _merge({k: v for k, v in base.items() if k not in own}, recipe)
+    return merge_config({k: v for k, v in base.items() if k not in own}, recipe)
 
 
 def default_train_config() -> dict[str, Any]:
@@ -129,7 +132,7 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
     if new_type is not None and new_type != (recipe.get("model") or {}).get("type"):
         # Fields of another family would not fit the new one: start from its defaults.
         recipe.pop("model", None)
-    recipe = _merge(recipe, overrides)
+    recipe = merge_config(recipe, overrides)
     task = recipe.get("task", "classify")
     if task not in TASKS:
         raise ConfigError(f"recipe {name}: unknown task {task!r}; choose one of: "
@@ -162,6 +165,10 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
         from wxb.train.tagging import train_tagger
 
         result = train_tagger(recipe, log=log)
+    elif task == "compare-finetune":
+        from wxb.train.compare import compare_finetune
+
+        result = compare_finetune(recipe, log=log)
     elif task == "translation":
         from wxb.train.translate import train_translation
 
@@ -179,17 +186,6 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
     result = {"recipe": name, **result, "reported": recipe.get("reported")}
     atomic_write_json(output_dir / "result.json", result)
     return result
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` laid over it, mapping by mapping (neither is changed)."""
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def _check_earlier_run(recipe: dict[str, Any], name: str) -> None:
