@@ -62,6 +62,20 @@ def read_rows(path: str | Path, fieldnames: list[str] | None = None) -> list[dic
         return rows
 
 
+def read_column(sources: Sequence[dict[str, Any]]) -> list[str]:
+    """The text in one column of every row of every table: ``sources`` are ``{path, column,
+    columns (for a table without a header row)}`` (a corpus out of reviews, news, answers)."""
+    texts = []
+    for source in sources:
+        rows = read_rows(source["path"], fieldnames=source.get("columns"))
+        column = source["column"]
+        if rows and column not in rows[0]:
+            raise DataError(f"{source['path']} has no column {column!r}; its columns are: "
+                            f"{', '.join(map(str, rows[0]))}")
+        texts += [str(row[column] or "") for row in rows]
+    return texts
+
+
 @dataclass
 class TextExamples:
     """Texts (and second texts of pairs) with their raw label values, as read."""
@@ -159,9 +173,10 @@ def encode_examples(data: TextExamples, labels: LabelSet, tokenizer: Any, *, max
     return EncodedTexts(encodings, labels.ids(data.labels, source))
 
 
-def pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
-    """Rows of different lengths -> (len(rows), longest) tensor, right-padded with ``value``."""
-    width = max(len(r) for r in rows)
+def pad(rows: Sequence[Sequence[int]], value: int, width: int | None = None) -> torch.Tensor:
+    """Rows of different lengths -> (len(rows), width) tensor, right-padded with ``value``;
+    ``width`` defaults to the longest row."""
+    width = width or max(len(r) for r in rows)
     return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows])
 
 

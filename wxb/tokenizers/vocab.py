@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,9 @@ class VocabTokenizer(Tokenizer):
         normalizer: ``None`` or a name from ``wxb.tokenizers.normalize.NORMALIZERS`` ("s2tw").
         lowercase: lower-case every piece (after normalization).
         special_tokens: default ``{"pad": "[PAD]", "unk": "[UNK]"}``; an unk token is required.
+        added_tokens: more tokens kept whole with no role, such as a chat template's markers
+            (``"<|im_start|>"``, ``"<|im_end|>"``); like special tokens, ``decode`` with
+            ``skip_special_tokens=True`` leaves them out.
         **kwargs: the base ``Tokenizer`` settings (template, padding_side, ...).
     """
 
@@ -143,7 +146,7 @@ class VocabTokenizer(Tokenizer):
 
     def __init__(self, vocab: Vocab | Iterable[str], *, normalizer: str | None = None,
                  lowercase: bool = False, special_tokens: dict[str, str] | None = None,
-                 **kwargs: Any) -> None:
+                 added_tokens: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(special_tokens=DEFAULT_SPECIAL_TOKENS if special_tokens is None
                          else special_tokens, **kwargs)
         if "unk" not in self.special_tokens:
@@ -152,26 +155,32 @@ class VocabTokenizer(Tokenizer):
         self.vocab = vocab if isinstance(vocab, Vocab) else Vocab(vocab)
         self.normalizer = None if normalizer is None else Normalizer(normalizer)
         self.lowercase = lowercase
+        self.added_tokens = list(dict.fromkeys(added_tokens))
         # Longest first, so that a special token that starts another one cannot cut it short.
-        specials = sorted(set(self.special_tokens.values()), key=len, reverse=True)
+        specials = sorted({*self.special_tokens.values(), *self.added_tokens}, key=len,
+                          reverse=True)
         self._special_pattern = re.compile("|".join(map(re.escape, specials)))
         self._check_special_tokens()
+        missing = [t for t in self.added_tokens if t not in self.vocab]
+        if missing:
+            raise ConfigError(f"added token {missing[0]!r} is not in the vocabulary")
 
     @classmethod
     def train(cls, texts: str | Iterable[str], *, min_frequency: int = 1,
               max_size: int | None = None, special_tokens: dict[str, str] | None = None,
-              **options: Any) -> VocabTokenizer:
+              added_tokens: Sequence[str] = (), **options: Any) -> VocabTokenizer:
         """Build the vocabulary from ``texts`` (one string or many) and return the tokenizer.
 
         ``options`` are the constructor's (``normalizer``, ``lowercase``, ``segmenter``, ...);
-        the special tokens take the first ids, in the order given.
+        the special tokens take the first ids, in the order given, then the added tokens.
         """
         special_tokens = dict(DEFAULT_SPECIAL_TOKENS if special_tokens is None
                               else special_tokens)
         texts = [texts] if isinstance(texts, str) else texts
         # With only its special tokens, the tokenizer already splits text as the trained one will.
-        tokenizer = cls(dict.fromkeys(special_tokens.values()), special_tokens=special_tokens,
-                        **options)
+        reserved = [*special_tokens.values(), *added_tokens]
+        tokenizer = cls(dict.fromkeys(reserved), special_tokens=special_tokens,
+                        added_tokens=added_tokens, **options)
 
         def pieces(text: str) -> list[str]:
             if not isinstance(text, str):
@@ -181,7 +190,7 @@ class VocabTokenizer(Tokenizer):
             return [piece for piece, _, _ in tokenizer._pieces(text)]
 
         tokenizer.vocab = Vocab.build(map(pieces, texts), min_freq=min_frequency,
-                                      max_size=max_size, specials=special_tokens.values())
+                                      max_size=max_size, specials=reserved)
         return tokenizer
 
     # ---------------------------------------------------------------- splitting
@@ -239,8 +248,12 @@ class VocabTokenizer(Tokenizer):
     def get_vocab(self) -> dict[str, int]:
         return self.vocab.get_vocab()
 
+    @property
+    def all_special_ids(self) -> list[int]:
+        return sorted({*super().all_special_ids, *map(self.vocab.token_to_id, self.added_tokens)})
+
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "lowercase": self.lowercase,
+        return {**super().options(), "added_tokens": self.added_tokens, "lowercase": self.lowercase,
                 "normalizer": self.normalizer.name if self.normalizer else None}
 
     def _save_files(self, folder: Path) -> None:

@@ -34,7 +34,7 @@ import torch
 
 from wxb.config import check_known_keys, check_section_keys, coerce
 from wxb.data.mlm import IGNORE, MLMCollator, chinese_word_ids, mask_once, nsp_pairs
-from wxb.data.text import read_rows
+from wxb.data.text import read_column
 from wxb.errors import ConfigError, DataError
 from wxb.io import atomic_write_json
 from wxb.models.bert import BertConfig, BertForPreTraining
@@ -70,15 +70,7 @@ def split_sentences(text: str) -> list[str]:
 
 def read_documents(sources: list[dict[str, Any]]) -> list[list[str]]:
     """Every row of every source table as a document: its list of sentences."""
-    documents = []
-    for source in sources:
-        rows = read_rows(source["path"], fieldnames=source.get("columns"))
-        column = source["column"]
-        if rows and column not in rows[0]:
-            raise DataError(f"{source['path']} has no column {column!r}; its columns are: "
-                            f"{', '.join(map(str, rows[0]))}")
-        documents += [split_sentences(str(row[column] or "")) for row in rows]
-    documents = [d for d in documents if d]
+    documents = [d for d in map(split_sentences, read_column(sources)) if d]
     if not documents:
         raise DataError("the pretraining documents hold no text")
     return documents

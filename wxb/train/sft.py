@@ -1,0 +1,264 @@
+"""Supervised fine-tuning of a causal LM on chat data, as a function of one config.
+
+    JSONL / JSON (alpaca, messages, sharegpt) -> conversations -> chat template -> ids with
+    labels on the assistant turns only -> (packing) -> what trains (full, freezing, LoRA,
+    QLoRA; NEFTune from the training section) -> Trainer -> eval loss and greedy answers to
+    the sample prompts, before and after -> model/ (+ adapter/) + result.json
+
+The config (a recipe with ``task: sft`` is one)::
+
+    model:    {pretrained: DIR | hub id,           # a causal LM folder with its tokenizer
+               chat_template: chatml | llama3 | <a Jinja template>}   # when the tokenizer
+                                                   # has none (or to replace its own)
+    data:     {train: FILE, validation: FILE}  or  {train: FILE, validation_size: 0.05,
+               split_seed: 0}; + max_length: 512, packing: false,
+               format: auto | alpaca | messages | sharegpt
+    finetune: {strategy: full | lora | qlora | ..., r, lora_alpha, ...}  (wxb.peft.strategy)
+    training: {<TrainingArguments fields>, neftune_noise_alpha: 5}
+    samples:  {prompts: ["..."], system: null, max_new_tokens: 64,
+               generation: {repetition_penalty: 1.1}}   # answered greedily before and after
+    max_time_seconds: 600     # stop training after this much wall time
+
+The evaluation split is never packed, so its loss (the mean over batches of the loss per
+assistant token) is the same measure with and without packing. The end-of-turn token of the
+template (ChatML's ``<|im_end|>``) becomes the model's ``eos_token_id``, so ``wxb chat --model
+runs/x/model`` stops where an answer ends. The model that is evaluated and saved is the last.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wxb.align.sft import encode_conversations, end_of_turn_id, pack
+from wxb.config import check_section_keys, coerce
+from wxb.data.chat import FORMATS, read_conversations
+from wxb.data.datasets import DictDataset, train_test_split
+from wxb.data.text import PaddingCollator
+from wxb.errors import ConfigError
+from wxb.io import atomic_write_json
+from wxb.peft.strategy import apply_strategy, check_finetune, save_trained
+from wxb.tokenizers.chat import BUILTIN_TEMPLATES
+from wxb.train.arguments import TrainingArguments
+from wxb.train.from_config import check_expected, config_sections, judge_expected
+from wxb.train.pretrain import TimeBudget, run_summary
+from wxb.train.trainer import Trainer
+
+SECTIONS = ("model", "data", "finetune", "training", "samples")
+OTHER_KEYS = ("name", "description", "task", "expected", "reported", "max_time_seconds")
+MODEL_KEYS = ("pretrained", "chat_template")
+DATA_DEFAULTS = {"validation": None, "validation_size": 0.05, "split_seed": 0,
+                 "max_length": 512, "packing": False, "format": "auto"}
+SAMPLES_DEFAULTS = {"prompts": [], "system": None, "max_new_tokens": 64, "generation": {}}
+TRAINING_DEFAULTS = {"output_dir": "runs/sft", "num_train_epochs": 3, "learning_rate": 2e-5,
+                     "lr_scheduler_type": "cosine", "warmup_ratio": 0.03, "weight_decay": 0.0,
+                     "per_device_train_batch_size": 8, "eval_strategy": "epoch",
+                     "logging_steps": 10}
+METRICS = ("eval_loss", "eval_loss_before", "perplexity")
+
+
+def train_sft(config: dict[str, Any], *, resume: bool | str = False,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fine-tune the configured causal LM on chat data; return the contents of result.json.
+
+    ``resume`` continues the run in ``training.output_dir`` (True) or from a given run or
+    checkpoint folder. ``log`` receives one line per stage.
+    """
+    start = time.perf_counter()
+    log = log or (lambda line: None)
+    config = copy.deepcopy(config)
+    model_section, data, method, training, samples = config_sections(config, SECTIONS,
+                                                                     OTHER_KEYS)
+    model_section, data = _check_model(model_section), _check_data(data)
+    method, samples = check_finetune(method), _check_samples(samples)
+    expected = check_expected(config.get("expected"), METRICS)
+    max_time = config.get("max_time_seconds")
+    max_time = None if max_time is None else coerce("max_time_seconds", max_time, float)
+    args = TrainingArguments.from_dict({**TRAINING_DEFAULTS, **training})
+    output_dir = Path(args.output_dir)
+
+    model, tokenizer = load_chat_model(model_section)
+    end = end_of_turn_id(tokenizer)
+    log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters; chat turns "
+        f"end with {tokenizer.id_to_token(end) if end is not None else 'no special token'}")
+    splits = _read_splits(data)
+    encoded, stats = {}, {}
+    for name, conversations in splits.items():
+        encoded[name], stats[name] = encode_conversations(
+            conversations, tokenizer, max_length=data["max_length"])
+        s = stats[name]
+        log(f"{name}: {s.kept:,} examples, {s.tokens:,} tokens ({s.assistant_tokens:,} "
+            f"trained); {s.truncated} cut to {data['max_length']} tokens, {s.dropped} dropped")
+    train_set = pack(encoded["train"], data["max_length"]) if data["packing"] \
+        else encoded["train"]
+    if data["packing"]:
+        log(f"packing: {len(encoded['train']):,} examples in {len(train_set):,} rows")
+
+    optimizers, callbacks = apply_strategy(model, method, args)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    trainer = Trainer(model, args, train_dataset=train_set, eval_dataset=encoded["validation"],
+                      data_collator=PaddingCollator(pad_id), optimizers=optimizers,
+                      callbacks=callbacks)
+    log(f"{model.num_parameters(trainable_only=True):,} parameters train "
+        f"({method['strategy']}); evaluating the starting point")
+    before = trainer.evaluate()["eval_loss"]
+    answers_before = answer_prompts(model, tokenizer, samples)
+    budget = TimeBudget(max_time) if max_time is not None else None
+    trainer.callbacks += [budget] if budget else []
+    output = trainer.train(resume_from_checkpoint=resume)
+
+    after = trainer.evaluate()["eval_loss"]
+    metrics = {"eval_loss": after, "eval_loss_before": before, "perplexity": math.exp(after)}
+    log(f"validation loss on assistant tokens: {before:.4f} before, {after:.4f} after")
+    answers_after = answer_prompts(model, tokenizer, samples)
+    model_dir = save_trained(model, output_dir / "model")
+    tokenizer.save(model_dir)
+
+    curve = output_dir / "loss_curve.png"
+    result: dict[str, Any] = {
+        **run_summary("sft", metrics, trainer, output, budget, start),
+        "trainable_parameters": model.num_parameters(trainable_only=True),
+        "examples": {name: s.to_dict() for name, s in stats.items()},
+        "packed_rows": len(train_set) if data["packing"] else None,
+        "end_of_turn_token": tokenizer.id_to_token(end) if end is not None else None,
+        "model_dir": str(model_dir),
+        "adapter_dir": str(output_dir / "adapter") if method["strategy"] in ("lora", "qlora")
+        else None,
+        "loss_curve": str(curve) if curve.is_file() else None,
+        "samples": [{"prompt": p, "before": a, "after": b}
+                    for p, a, b in zip(samples["prompts"], answers_before, answers_after,
+                                       strict=True)],
+        "config": {
+            **{k: config[k] for k in ("name", "description", "task", "reported") if k in config},
+            "model": model_section, "data": data, "finetune": method,
+            "training": args.to_dict(), "samples": samples, "max_time_seconds": max_time,
+            **({"expected": expected} if expected else {}),
+        },
+    }
+    if expected:
+        result["expected"] = judge_expected(expected, metrics)
+    atomic_write_json(output_dir / "result.json", result)
+    return result
+
+
+# ----------------------------------------------------------------------------- the sections
+
+
+def _check_model(section: dict[str, Any]) -> dict[str, Any]:
+    check_section_keys("model", section, MODEL_KEYS)
+    if "pretrained" not in section:
+        raise ConfigError("model.pretrained is required: the causal LM folder (with its "
+                          "tokenizer) to fine-tune, e.g. model: {pretrained: runs/base/model}")
+    return {**section, "pretrained": str(section["pretrained"])}
+
+
+def _check_data(section: dict[str, Any]) -> dict[str, Any]:
+    check_section_keys("data", section, ("train", *DATA_DEFAULTS))
+    if "train" not in section:
+        raise ConfigError("data.train is required: a JSONL or JSON file of conversations "
+                          "(alpaca, messages or sharegpt rows)")
+    if section.get("validation") is not None and "validation_size" in section:
+        raise ConfigError("data: give validation (a file) or validation_size (a share of "
+                          "data.train held out), not both")
+    section = {**DATA_DEFAULTS, **section}
+    section["validation_size"] = coerce("data.validation_size", section["validation_size"],
+                                        float)
+    if section["validation"] is None and not 0 < section["validation_size"] < 1:
+        raise ConfigError("data.validation_size must be between 0 and 1 (the loss before and "
+                          f"after needs held-out conversations), got {section['validation_size']}")
+    for key in ("split_seed", "max_length"):
+        section[key] = coerce(f"data.{key}", section[key], int)
+    section["packing"] = coerce("data.packing", section["packing"], bool)
+    if section["format"] not in FORMATS:
+        raise ConfigError(f"unknown data.format {section['format']!r}; choose one of: "
+                          f"{', '.join(FORMATS)}")
+    return section
+
+
+def _check_samples(section: dict[str, Any]) -> dict[str, Any]:
+    check_section_keys("samples", section, tuple(SAMPLES_DEFAULTS))
+    section = {**SAMPLES_DEFAULTS, **section}
+    prompts = section["prompts"]
+    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+        raise ConfigError(f"samples.prompts must be a list of strings, got {prompts!r}")
+    if not isinstance(section["generation"], dict):
+        raise ConfigError("samples.generation must map generate() settings to values, e.g. "
+                          "{repetition_penalty: 1.1}")
+    section["max_new_tokens"] = coerce("samples.max_new_tokens", section["max_new_tokens"], int)
+    return section
+
+
+# ----------------------------------------------------------------------------- the pieces
+
+
+def load_chat_model(section: dict[str, Any]) -> tuple[Any, Any]:
+    """The causal LM and its tokenizer, with the chat template the section names (or the
+    tokenizer's own) and the template's end-of-turn token as an eos of the model."""
+    from wxb.hub import from_pretrained, resolve
+    from wxb.models.decoder import CausalLMBase
+    from wxb.tokenizers.load import load_tokenizer
+
+    folder = resolve(section["pretrained"])
+    model = from_pretrained(folder)
+    if not isinstance(model, CausalLMBase):
+        raise ConfigError(f"{folder} holds a {type(model).__name__}, not a causal language "
+                          "model (gpt2, llama)")
+    tokenizer = load_tokenizer(folder)
+    template = section.get("chat_template")
+    if template is not None:
+        tokenizer.chat_template = BUILTIN_TEMPLATES.get(template, template)
+    if tokenizer.chat_template is None:
+        raise ConfigError(f"the tokenizer in {folder} has no chat template; give "
+                          f"model.chat_template: {' | '.join(BUILTIN_TEMPLATES)} | <a Jinja "
+                          "template>")
+    end = end_of_turn_id(tokenizer)
+    eos = model.config.eos_token_id
+    if end is not None and end != eos and not (isinstance(eos, list) and end in eos):
+        # Generation stops at any of these: the end of a turn, or the base model's own eos.
+        model.config.eos_token_id = end if eos is None else [end, *(
+            eos if isinstance(eos, list) else [eos])]
+    return model, tokenizer
+
+
+def _read_splits(data: dict[str, Any]) -> dict[str, list]:
+    """The training and validation conversations: two files, or a seeded hold-out."""
+    train = read_conversations(data["train"], data["format"])
+    if data["validation"] is not None:
+        return {"train": train, "validation": read_conversations(data["validation"],
+                                                                 data["format"])}
+    rest, held = train_test_split(DictDataset(i=torch.arange(len(train))),
+                                  data["validation_size"], data["split_seed"])
+    return {"train": [train[i] for i in rest.tensors["i"].tolist()],
+            "validation": [train[i] for i in held.tensors["i"].tolist()]}
+
+
+@torch.no_grad()
+def answer_prompts(model: Any, tokenizer: Any, section: dict[str, Any]) -> list[str]:
+    """The model's greedy answer to every sample prompt, asked as a one-turn chat; the
+    answer ends at an eos (the template's end of turn) or after ``max_new_tokens``."""
+    from wxb.generation import generate  # generation builds on the models; load it on use
+
+    was_training = model.training
+    model.eval()
+    system = [{"role": "system", "content": section["system"]}] if section["system"] else []
+    answers = []
+    for prompt in section["prompts"]:
+        ids = tokenizer.apply_chat_template([*system, {"role": "user", "content": prompt}],
+                                            add_generation_prompt=True)
+        context = model.config.max_position_embeddings
+        if len(ids) + section["max_new_tokens"] > context:
+            raise ConfigError(f"samples: the prompt {prompt[:30]!r} ({len(ids)} tokens) plus "
+                              f"max_new_tokens {section['max_new_tokens']} exceeds the "
+                              f"model's context of {context}")
+        out = generate(model, torch.tensor([ids], device=model.device),
+                       max_new_tokens=section["max_new_tokens"],
+                       **{"do_sample": False, **section["generation"]})
+        answers.append(tokenizer.decode(out[0, len(ids):].tolist(), skip_special_tokens=True))
+    model.train(was_training)
+    return answers
