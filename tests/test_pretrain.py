@@ -19,6 +19,7 @@ from wxb.data import (
 from wxb.errors import ConfigError, DataError
 from wxb.generation import generate
 from wxb.tokenizers.char import CharTokenizer
+from wxb.tokenizers.chat import CHATML
 from wxb.train.pretrain import pretrain
 
 LINES = ["the cat sat on the mat.", "a dog ran to the log.", "the sun is up; the day is on.",
@@ -172,6 +173,29 @@ def test_pretrain_learns_and_its_folder_loads_and_generates(tmp_path, corpus, mo
     # The greedy sample in result.json is what the saved model generates.
     greedy = next(s for s in result["samples"] if s["strategy"] == "greedy")
     assert text.startswith("the " + greedy["continuation"][:12])
+
+
+def test_pretrain_reads_table_rows_and_keeps_chat_markers_whole(tmp_path, corpus):
+    table = tmp_path / "reviews.csv"
+    table.write_text("id,review\n" + "".join(f"{i},{LINES[i % len(LINES)]}\n"
+                                              for i in range(60)), encoding="utf-8")
+    run = tmp_path / "run"
+    config = tiny_config(corpus, run, max_steps=2, eval_steps=2)
+    config["data"]["documents"] = [{"path": str(table), "column": "review"}]
+    config["tokenizer"] = {"added_tokens": ["<|im_start|>", "<|im_end|>"],
+                           "chat_template": "chatml"}
+    result = pretrain(config)
+    text_chars = len(corpus.read_text(encoding="utf-8"))
+    rows = "".join(LINES[i % len(LINES)] + "\n" for i in range(60))
+    assert sum(result["tokens"][k] for k in ("train", "validation")) == text_chars + len(rows)
+    tok = wxb.load_tokenizer(run / "model")
+    assert tok.chat_template == CHATML
+    ids = tok.encode("<|im_start|>the<|im_end|>", add_special_tokens=False)
+    assert len(ids) == 5 and tok.unk_token_id not in ids
+    assert tok.decode(ids, skip_special_tokens=True) == "the"
+    config["data"]["documents"] = [{"path": str(table)}]
+    with pytest.raises(ConfigError, match=r"data\.documents must be a list of tables"):
+        pretrain(config)
 
 
 def test_time_budget_stops_training(tmp_path, corpus):

@@ -1,4 +1,5 @@
-"""`wxb finetune`: fine-tune an encoder on labelled text, from a YAML config or flags."""
+"""`wxb finetune`: fine-tune a model on labelled text, tagged tokens or chat data, from a YAML
+config or flags."""
 
 from __future__ import annotations
 
@@ -7,14 +8,23 @@ from typing import Annotated
 
 import typer
 
+from wxb.errors import ConfigError
+
+TASKS = ("text-classify", "sft", "token-classify")
+
 
 def finetune(
     config: Annotated[Path | None, typer.Argument(
         help="YAML config with sections model, data, finetune, training", show_default=False)]
     = None,
+    task: Annotated[str | None, typer.Option(
+        help="text-classify (default), sft (chat data), token-classify (CoNLL)")] = None,
     model: Annotated[str | None, typer.Option(
         help="checkpoint folder or hub id, e.g. sentence-transformers/all-MiniLM-L6-v2")] = None,
-    train: Annotated[str | None, typer.Option(help="training table (.csv .tsv .jsonl)")] = None,
+    chat_template: Annotated[str | None, typer.Option(
+        help="with sft: chatml, llama3 or a Jinja template, when the tokenizer has none")] = None,
+    train: Annotated[str | None, typer.Option(
+        help="training table (.csv .tsv .jsonl), or with sft conversations (.jsonl)")] = None,
     validation: Annotated[str | None, typer.Option(help="validation table")] = None,
     test: Annotated[str | None, typer.Option(help="test table")] = None,
     text_column: Annotated[str | None, typer.Option(help="column of the text")] = None,
@@ -53,8 +63,9 @@ def finetune(
     resume: Annotated[bool, typer.Option(
         "--resume", help="continue the run in the output dir from its last checkpoint")] = False,
 ) -> None:
-    """Fine-tune a BERT-family checkpoint to classify text (or sentence pairs), or, from a
-    config with task: token-classify, train a tagger on CoNLL files.
+    """Fine-tune a BERT-family checkpoint to classify text (or sentence pairs); with task
+    token-classify, train a tagger on CoNLL files; with task sft, fine-tune a causal LM on
+    chat data (alpaca, messages or sharegpt JSONL) with the loss on the assistant's answers.
 
     The run folder gets checkpoints, log.jsonl, loss_curve.png, confusion matrices of the
     validation and test splits (entity and token F1 for a tagger), the model (model/, with its
@@ -68,6 +79,9 @@ def finetune(
     Example: wxb finetune run.yaml --strategy lora --lora-r 8 --target-modules 'query|value'
     (the merged model goes to model/, the adapter alone to adapter/)
 
+    Example: wxb finetune --task sft --model runs/zh-chat-base/model --chat-template chatml
+    --train alpaca_zh_demo.jsonl --strategy lora --neftune-alpha 5 --max-steps 200
+
     Example: wxb finetune ner.yaml --train conll2003/train.txt --epochs 5 (ner.yaml: task:
     token-classify, model: {type: rnn, case_embedding_size: 16})
     """
@@ -76,7 +90,7 @@ def finetune(
 
     base = load_config(config) if config is not None else {}
     sections = {
-        "model": {"pretrained": model},
+        "model": {"pretrained": model, "chat_template": chat_template},
         "data": {"train": train, "validation": validation, "test": test,
                  "text_column": text_column, "text_pair_column": text_pair_column,
                  "label_column": label_column, "max_length": max_length},
@@ -93,8 +107,15 @@ def finetune(
         given = {k: v for k, v in flags.items() if v is not None}
         if given:
             base[name] = {**(base.get(name) or {}), **given}
+    if task is not None:
+        base["task"] = task
+    if base.get("task", "text-classify") not in TASKS:
+        raise ConfigError(f"unknown task {base['task']!r}; wxb finetune runs: {', '.join(TASKS)}")
     if base.get("task") == "token-classify":
         _tag(base, resume)
+        return
+    if base.get("task") == "sft":
+        _sft(base, resume)
         return
     result = run(base, resume=resume, log=print)
     print(f"model      {result['num_parameters']:,} parameters "
@@ -118,4 +139,18 @@ def _tag(config: dict, resume: bool) -> None:
         if f"{prefix}_entity_f1" in m:
             print(f"{split:<10} entity F1 {m[f'{prefix}_entity_f1']:.4f}, token F1 without O "
                   f"{m[f'{prefix}_token_f1_without_o']:.4f}")
+    print(f"result     {Path(result['config']['training']['output_dir']) / 'result.json'}")
+
+
+def _sft(config: dict, resume: bool) -> None:
+    from wxb.train.sft import train_sft
+
+    result = train_sft(config, resume=resume, log=print)
+    m = result["metrics"]
+    print(f"model      {result['num_parameters']:,} parameters "
+          f"({result['trainable_parameters']:,} trained), saved in {result['model_dir']}")
+    print(f"validation loss on the answers {m['eval_loss_before']:.4f} before, "
+          f"{m['eval_loss']:.4f} after (perplexity {m['perplexity']:.2f})")
+    for sample in result["samples"]:
+        print(f"{sample['prompt']}\n  before: {sample['before']}\n  after:  {sample['after']}")
     print(f"result     {Path(result['config']['training']['output_dir']) / 'result.json'}")

@@ -16,7 +16,8 @@ what trains it:
   ``train_translation``;
 - ``compare-finetune``: one fine-tuning config trained once per ``variants`` entry (full,
   LoRA, QLoRA, ...), each in its own process, compared on score, memory and time, run by
-  ``compare_finetune``.
+  ``compare_finetune`` (its ``pipeline``: text-classify, sft or dpo);
+- ``sft``: supervised fine-tuning of a causal LM on chat data, run by ``train_sft``.
 
 ``run_recipe(name, data_dir)`` runs one and writes ``runs/<name>/result.json``.
 """
@@ -37,7 +38,7 @@ from wxb.train.from_config import SECTIONS, parse_config
 # What `wxb train` trains when given no config.
 DEFAULT_TRAIN_RECIPE = "digits-cnn"
 TASKS = ("classify", "causal-lm", "text-classify", "bert-pretrain", "pretrain-finetune",
-         "token-classify", "translation", "compare-finetune")
+         "token-classify", "translation", "compare-finetune", "sft")
 # The data fields that name files (relative to the data folder).
 DATA_FILES = ("path", "train", "validation", "test")
 
@@ -168,7 +169,13 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
     elif task == "compare-finetune":
         from wxb.train.compare import compare_finetune
 
+        _check_earlier_run(recipe, name)
         result = compare_finetune(recipe, log=log)
+    elif task == "sft":
+        from wxb.train.sft import train_sft
+
+        _check_earlier_run(recipe, name)
+        result = train_sft(recipe, log=log)
     elif task == "translation":
         from wxb.train.translate import train_translation
 

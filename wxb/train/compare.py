@@ -1,8 +1,10 @@
 """Fine-tuning methods side by side: the same model, data and budget, trained once per
 variant (full, LoRA, QLoRA, ...), each in a fresh process so its peak memory is its own.
 
-The config (a recipe with ``task: compare-finetune``) is a text-classification fine-tuning
-config (see ``wxb.train.finetune``) plus::
+The config (a recipe with ``task: compare-finetune``) is the config of one fine-tuning
+pipeline (text classification, ``wxb.train.finetune``, by default) plus::
+
+    pipeline: text-classify         # or sft (wxb.train.sft), dpo (wxb.train.dpo)
 
     variants:                       # the first one is the baseline the others are compared to
       full:  {finetune: {strategy: full}, training: {learning_rate: 1.0e-4}}
@@ -34,7 +36,8 @@ from wxb.errors import ConfigError, WxbError
 from wxb.io import atomic_write_json
 from wxb.train.from_config import check_expected, judge_expected
 
-OWN_KEYS = ("variants", "metric")
+OWN_KEYS = ("variants", "metric", "pipeline")
+PIPELINES = ("text-classify", "sft", "dpo")
 PER_VARIANT = ("trainable_parameters", "training_memory_mib", "wall_time_s")
 
 
@@ -49,6 +52,10 @@ def compare_finetune(config: dict[str, Any], *,
                           "config changes, e.g. {full: {finetune: {strategy: full}}, lora: "
                           "{finetune: {strategy: lora}}}")
     metric = config.get("metric", "eval_accuracy")
+    pipeline = config.get("pipeline", "text-classify")
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"unknown compare pipeline {pipeline!r}; choose one of: "
+                          f"{', '.join(PIPELINES)}")
     names = list(variants)
     reported = _metric_names(names, metric)
     goals = config.get("expected")
@@ -63,7 +70,7 @@ def compare_finetune(config: dict[str, Any], *,
         variant["training"] = {**(variant.get("training") or {}),
                                "output_dir": str(output_dir / name)}
         log(f"--- {name}: {variant.get('finetune', {})}")
-        runs[name] = _run_in_fresh_process(variant)
+        runs[name] = _run_in_fresh_process(pipeline, variant)
         run = runs[name]
         if metric not in run["metrics"]:
             raise ConfigError(f"metric {metric!r} is not among {name}'s scores: "
@@ -111,12 +118,13 @@ def _compare(runs: dict[str, dict[str, Any]], metric: str) -> dict[str, float]:
     return metrics
 
 
-def _run_in_fresh_process(config: dict[str, Any]) -> dict[str, Any]:
-    """``finetune(config)`` in a new interpreter (a process's peak memory never goes down, so
-    each method needs its own); a WxbError there is raised here with its message."""
+def _run_in_fresh_process(pipeline: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The ``pipeline`` run on ``config`` in a new interpreter (a process's peak memory never
+    goes down, so each method needs its own); a WxbError there is raised here with its
+    message."""
     context = multiprocessing.get_context("spawn")
     errors = context.Queue()
-    child = context.Process(target=_child, args=(config, errors))
+    child = context.Process(target=_child, args=(pipeline, config, errors))
     child.start()
     child.join()
     if not errors.empty():
@@ -126,10 +134,23 @@ def _run_in_fresh_process(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads((Path(config["training"]["output_dir"]) / "result.json").read_text())
 
 
-def _child(config: dict[str, Any], errors: Any) -> None:
-    from wxb.train.finetune import finetune
-
+def _child(pipeline: str, config: dict[str, Any], errors: Any) -> None:
     try:
-        finetune(config, log=print)
+        pipeline_function(pipeline)(config, log=print)
     except WxbError as err:
         errors.put(str(err))
+
+
+def pipeline_function(task: str) -> Callable[..., dict[str, Any]]:
+    """The function that runs one fine-tuning pipeline's config (imported on use)."""
+    if task == "sft":
+        from wxb.train.sft import train_sft
+
+        return train_sft
+    if task == "dpo":
+        from wxb.train.dpo import train_dpo
+
+        return train_dpo
+    from wxb.train.finetune import finetune
+
+    return finetune

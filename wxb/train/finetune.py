@@ -60,7 +60,7 @@ from wxb.tokenizers.load import load_tokenizer
 from wxb.tokenizers.train import tokenizer_from_settings
 from wxb.train.arguments import TrainingArguments
 from wxb.train.from_config import check_expected, config_sections, judge_expected
-from wxb.train.memory import peak_rss_mib, rss_mib
+from wxb.train.memory import memory_report, rss_mib
 from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import Trainer
 
@@ -126,7 +126,7 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
                       compute_metrics=classification_report, optimizers=optimizers,
                       callbacks=[*callbacks, *([budget] if budget else [])])
     output = trainer.train(resume_from_checkpoint=resume)
-    peak = peak_rss_mib()
+    memory = memory_report(before_model)
 
     metrics: dict[str, float] = {}
     plots = {}
@@ -145,8 +145,7 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
     result: dict[str, Any] = {
         **run_summary("text-classify", metrics, trainer, output, budget, start),
         "trainable_parameters": model.num_parameters(trainable_only=True),
-        "memory_mib": {"before_model": round(before_model, 1), "peak": round(peak, 1),
-                       "training": round(peak - before_model, 1)},
+        "memory_mib": memory,
         "examples": {name: len(s.labels) for name, s in splits.items()},
         "labels": labels.names,
         "model_dir": str(model_dir),

@@ -28,3 +28,11 @@ def peak_rss_mib() -> float:
     on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def memory_report(before_model: float) -> dict[str, float]:
+    """``memory_mib`` of a fine-tuning result.json: the RSS before the model was built
+    (``rss_mib()`` then), the peak so far, and their difference, the memory training took."""
+    peak = peak_rss_mib()
+    return {"before_model": round(before_model, 1), "peak": round(peak, 1),
+            "training": round(peak - before_model, 1)}

@@ -7,8 +7,11 @@ The config (a recipe with ``task: causal-lm`` is one) has these sections, each o
 ``data.path``::
 
     data:      {path: input.txt | [a.txt, b.txt], block_size: 128, stride: 1,
-                validation_fraction: 0.1}
-    tokenizer: {kind: char | bpe, vocab_size: 4096, min_frequency: 1}  or  {path: DIR}
+                validation_fraction: 0.1,
+                documents: [{path: reviews.csv, column: review}, ...]}  # rows of tables too
+    tokenizer: {kind: char | bpe, vocab_size: 4096, min_frequency: 1,
+                added_tokens: ["<|im_start|>", "<|im_end|>"],  # kept whole, e.g. chat markers
+                chat_template: chatml | llama3 | <a Jinja template>}  or  {path: DIR}
     model:     {type: gpt2 | llama, <fields of that family's config>}
     training:  {<TrainingArguments fields>}
     samples:   {prompts: ["ROMEO:"], max_new_tokens: 100, stop_token: null,
@@ -35,11 +38,13 @@ from typing import Any
 import torch
 
 from wxb.config import check_known_keys, check_section_keys, coerce
+from wxb.data.text import read_column
 from wxb.data.tokens import TokenWindows, encode_to_file, read_tokens, split_tokens
 from wxb.errors import ConfigError
 from wxb.io import atomic_write_json
 from wxb.models.registry import config_class, model_class
 from wxb.tokenizers.base import Tokenizer
+from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 from wxb.tokenizers.corpus import read_corpus
 from wxb.tokenizers.load import load_tokenizer, tokenizer_class
 from wxb.train.arguments import TrainingArguments
@@ -51,8 +56,10 @@ from wxb.train.trainer import Trainer
 SECTIONS = ("data", "tokenizer", "model", "training", "samples")
 OTHER_KEYS = ("name", "description", "task", "expected", "reported", "max_time_seconds")
 MODEL_TYPES = ("gpt2", "llama")
-DATA_DEFAULTS = {"block_size": 128, "stride": None, "validation_fraction": 0.1}
-TOKENIZER_DEFAULTS = {"kind": "char", "vocab_size": None, "min_frequency": 1}
+DATA_DEFAULTS = {"path": [], "documents": [], "block_size": 128, "stride": None,
+                 "validation_fraction": 0.1}
+TOKENIZER_DEFAULTS = {"kind": "char", "vocab_size": None, "min_frequency": 1,
+                      "added_tokens": [], "chat_template": None}
 TOKENIZER_KINDS = ("char", "bpe")
 SAMPLES_DEFAULTS = {
     "prompts": ["\n"], "max_new_tokens": 100, "stop_token": None, "seed": 0,
@@ -134,6 +141,8 @@ def pretrain(config: dict[str, Any], *, resume: bool | str = False,
                           f"choose one of: {', '.join(MODEL_TYPES)}")
 
     texts = [read_corpus(p) for p in data["path"]]
+    if data["documents"]:  # one row per line, as the model will read them
+        texts.append("\n".join(read_column(data["documents"])) + "\n")
     tokenizer = _tokenizer(tok_section, texts, output_dir, resume)
     tokenizer.save(output_dir / "tokenizer")
     log(f"tokenizer: {tokenizer.kind}, {tokenizer.vocab_size:,} tokens")
@@ -206,12 +215,19 @@ def pretrain(config: dict[str, Any], *, resume: bool | str = False,
 
 
 def _check_data(section: dict[str, Any]) -> dict[str, Any]:
-    check_section_keys("data", section, ("path", *DATA_DEFAULTS))
-    if "path" not in section:
+    check_section_keys("data", section, tuple(DATA_DEFAULTS))
+    if not section.get("path") and not section.get("documents"):
         raise ConfigError("data.path is required: the UTF-8 text file(s) to pretrain on, "
-                          "e.g. data: {path: input.txt}")
+                          "e.g. data: {path: input.txt}, or data.documents: the rows of "
+                          "tables, e.g. [{path: reviews.csv, column: review}]")
+    section = {**DATA_DEFAULTS, **section}
     paths = section["path"] if isinstance(section["path"], list) else [section["path"]]
-    section = {**DATA_DEFAULTS, **section, "path": [str(p) for p in paths]}
+    section["path"] = [str(p) for p in paths]
+    documents = section["documents"]
+    if not isinstance(documents, list) or not all(
+            isinstance(d, dict) and {"path", "column"} <= set(d) for d in documents):
+        raise ConfigError("data.documents must be a list of tables, each {path, column} "
+                          "(and columns: [...] for a table without a header row)")
     section["block_size"] = coerce("data.block_size", section["block_size"], int)
     if section["stride"] is not None:
         section["stride"] = coerce("data.stride", section["stride"], int)
@@ -234,6 +250,9 @@ def _check_tokenizer(section: dict[str, Any]) -> dict[str, Any]:
     if section["vocab_size"] is not None:
         section["vocab_size"] = coerce("tokenizer.vocab_size", section["vocab_size"], int)
     section["min_frequency"] = coerce("tokenizer.min_frequency", section["min_frequency"], int)
+    added = section["added_tokens"]
+    if not isinstance(added, list) or not all(isinstance(t, str) and t for t in added):
+        raise ConfigError(f"tokenizer.added_tokens must be a list of strings, got {added!r}")
     return section
 
 
@@ -267,10 +286,16 @@ def _tokenizer(section: dict[str, Any], texts: list[str], output_dir: Path,
     if "path" in section:
         return load_tokenizer(section["path"])
     cls = tokenizer_class(section["kind"])
+    options = {"min_frequency": section["min_frequency"],
+               "added_tokens": section["added_tokens"]}
     if section["kind"] == "char":
-        return cls.train(texts, min_frequency=section["min_frequency"],
-                         max_size=section["vocab_size"])
-    return cls.train(texts, section["vocab_size"], min_frequency=section["min_frequency"])
+        tokenizer = cls.train(texts, max_size=section["vocab_size"], **options)
+    else:
+        tokenizer = cls.train(texts, section["vocab_size"], **options)
+    template = section["chat_template"]
+    if template is not None:
+        tokenizer.chat_template = BUILTIN_TEMPLATES.get(template, template)
+    return tokenizer
 
 
 def _model_config(model_type: str, section: dict[str, Any], tokenizer: Tokenizer,
