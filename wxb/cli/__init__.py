@@ -11,6 +11,7 @@ import sys
 import typer
 
 from wxb.cli import (
+    align,
     convert,
     demo,
     finetune,
@@ -44,6 +45,7 @@ app.command("chat")(generate.chat)
 app.command("translate")(translate.translate)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")
 app.add_typer(recipe.recipe_app, name="recipe")
+app.add_typer(align.align_app, name="align")
 
 
 def main(argv: list[str] | None = None) -> None:

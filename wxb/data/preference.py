@@ -41,6 +41,8 @@ Messages = list[dict[str, str]]
 # sharegpt's speaker names -> chat roles.
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
                   "assistant": "assistant"}
+# What an encoded pair's item holds besides numbers.
+SEQUENCE_KEYS = {f"{half}_{k}" for half in ("chosen", "rejected") for k in ("input_ids", "labels")}
 
 
 @dataclass
@@ -182,10 +184,12 @@ class EncodedPair:
 
 
 class PreferenceDataset(Dataset):
-    """Encoded pairs; ``truncated`` counts the pairs whose prompt or responses were cut."""
+    """Encoded pairs; ``truncated`` counts the pairs whose prompt or responses were cut.
+    ``columns`` are numbers per pair carried into every item (DPO's reference log-probs)."""
 
-    def __init__(self, pairs: list[EncodedPair], truncated: int = 0) -> None:
-        self.pairs, self.truncated = pairs, truncated
+    def __init__(self, pairs: list[EncodedPair], truncated: int = 0,
+                 columns: dict[str, list[float]] | None = None) -> None:
+        self.pairs, self.truncated, self.columns = pairs, truncated, columns or {}
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -199,7 +203,16 @@ class PreferenceDataset(Dataset):
             item[f"{name}_labels"] = [-100] * len(p.prompt) + response
         if p.margin is not None:
             item["margin"] = p.margin
+        item.update({name: values[i] for name, values in self.columns.items()})
         return item
+
+    def with_columns(self, **columns: list[float]) -> PreferenceDataset:
+        """The same pairs with more per-pair numbers, one per pair in each column."""
+        for name, values in columns.items():
+            if len(values) != len(self.pairs):
+                raise DataError(f"column {name!r} has {len(values)} values for "
+                                f"{len(self.pairs)} preference pairs")
+        return PreferenceDataset(self.pairs, self.truncated, {**self.columns, **columns})
 
 
 def encode_preferences(pairs: Sequence[PreferencePair], tokenizer: Any, *, max_length: int,
@@ -263,7 +276,7 @@ def _render(pair: PreferencePair, tokenizer: Any,
 class PreferenceCollator:
     """Encoded pairs -> one batch: ``{chosen,rejected}_{input_ids,attention_mask,labels}``,
     all (batch, longest of the two halves), right-padded (ids with ``pad_token_id``, labels
-    with -100), and ``margin`` (batch,) when the pairs have one."""
+    with -100), and every number an item carries (``margin``, a column) as (batch,)."""
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
@@ -276,8 +289,8 @@ class PreferenceCollator:
             batch[f"{half}_input_ids"] = pad(ids, self.pad_token_id, width)
             batch[f"{half}_attention_mask"] = pad([[1] * len(i) for i in ids], 0, width)
             batch[f"{half}_labels"] = pad([e[f"{half}_labels"] for e in examples], -100, width)
-        if "margin" in examples[0]:
-            batch["margin"] = torch.tensor([float(e["margin"]) for e in examples])
+        for key in sorted(examples[0].keys() - SEQUENCE_KEYS):
+            batch[key] = torch.tensor([float(e[key]) for e in examples])
         return batch
 
 

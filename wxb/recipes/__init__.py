@@ -17,7 +17,9 @@ what trains it:
 - ``compare-finetune``: one fine-tuning config trained once per ``variants`` entry (full,
   LoRA, QLoRA, ...), each in its own process, compared on score, memory and time, run by
   ``compare_finetune`` (its ``pipeline``: text-classify, sft or dpo);
-- ``sft``: supervised fine-tuning of a causal LM on chat data, run by ``train_sft``.
+- ``sft``: supervised fine-tuning of a causal LM on chat data, run by ``train_sft``;
+- ``dpo``: a causal LM trained on preference pairs with DPO, run by ``train_dpo``;
+- ``reward``: a reward model trained on preference pairs, run by ``train_reward``.
 
 ``run_recipe(name, data_dir)`` runs one and writes ``runs/<name>/result.json``.
 """
@@ -38,7 +40,7 @@ from wxb.train.from_config import SECTIONS, parse_config
 # What `wxb train` trains when given no config.
 DEFAULT_TRAIN_RECIPE = "digits-cnn"
 TASKS = ("classify", "causal-lm", "text-classify", "bert-pretrain", "pretrain-finetune",
-         "token-classify", "translation", "compare-finetune", "sft")
+         "token-classify", "translation", "compare-finetune", "sft", "dpo", "reward")
 # The data fields that name files (relative to the data folder).
 DATA_FILES = ("path", "train", "validation", "test")
 
@@ -176,6 +178,11 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
 
         _check_earlier_run(recipe, name)
         result = train_sft(recipe, log=log)
+    elif task in ("dpo", "reward"):
+        from wxb.train.dpo import train_dpo, train_reward
+
+        _check_earlier_run(recipe, name)
+        result = (train_dpo if task == "dpo" else train_reward)(recipe, log=log)
     elif task == "translation":
         from wxb.train.translate import train_translation
 

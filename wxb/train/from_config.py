@@ -20,9 +20,11 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from wxb.config import check_known_keys, coerce
@@ -252,6 +254,39 @@ def _image_shape(example: tuple[int, ...]) -> dict[str, int]:
     if height != width:
         raise DataError(f"the cnn takes square images; this data's are {height}x{width}")
     return {"num_channels": channels, "image_size": height}
+
+
+# A data section's validation split: a file of its own, or a seeded share of data.train.
+HELD_OUT_DEFAULTS = {"validation": None, "validation_size": 0.05, "split_seed": 0}
+
+
+def check_held_out(section: dict[str, Any]) -> dict[str, Any]:
+    """A data section with ``validation`` (a file) or ``validation_size`` (a share of
+    ``data.train`` held out, with ``split_seed``) filled in and checked."""
+    if section.get("validation") is not None and "validation_size" in section:
+        raise ConfigError("data: give validation (a file) or validation_size (a share of "
+                          "data.train held out), not both")
+    section = {**HELD_OUT_DEFAULTS, **section}
+    section["validation_size"] = coerce("data.validation_size", section["validation_size"],
+                                        float)
+    if section["validation"] is None and not 0 < section["validation_size"] < 1:
+        raise ConfigError("data.validation_size must be between 0 and 1 (the scores before and "
+                          "after training need held-out examples), got "
+                          f"{section['validation_size']}")
+    section["split_seed"] = coerce("data.split_seed", section["split_seed"], int)
+    return section
+
+
+def read_splits(data: dict[str, Any], read: Callable[[str], list]) -> dict[str, list]:
+    """The ``train`` and ``validation`` examples that ``read(path)`` gives: from two files, or
+    the validation ones held out of data.train (a data section checked by ``check_held_out``)."""
+    train = read(data["train"])
+    if data["validation"] is not None:
+        return {"train": train, "validation": read(data["validation"])}
+    rest, held = train_test_split(DictDataset(i=torch.arange(len(train))),
+                                  data["validation_size"], data["split_seed"])
+    return {"train": [train[i] for i in rest.tensors["i"].tolist()],
+            "validation": [train[i] for i in held.tensors["i"].tolist()]}
 
 
 def check_expected(expected: Any, metrics: tuple[str, ...]) -> dict[str, Any] | None:

@@ -39,22 +39,28 @@ import torch
 from wxb.align.sft import encode_conversations, end_of_turn_id, pack
 from wxb.config import check_section_keys, coerce
 from wxb.data.chat import FORMATS, read_conversations
-from wxb.data.datasets import DictDataset, train_test_split
 from wxb.data.text import PaddingCollator
 from wxb.errors import ConfigError
 from wxb.io import atomic_write_json
 from wxb.peft.strategy import apply_strategy, check_finetune, save_trained
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 from wxb.train.arguments import TrainingArguments
-from wxb.train.from_config import check_expected, config_sections, judge_expected
+from wxb.train.from_config import (
+    HELD_OUT_DEFAULTS,
+    check_expected,
+    check_held_out,
+    config_sections,
+    judge_expected,
+    read_splits,
+)
+from wxb.train.memory import memory_report, rss_mib
 from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import Trainer
 
 SECTIONS = ("model", "data", "finetune", "training", "samples")
 OTHER_KEYS = ("name", "description", "task", "expected", "reported", "max_time_seconds")
 MODEL_KEYS = ("pretrained", "chat_template")
-DATA_DEFAULTS = {"validation": None, "validation_size": 0.05, "split_seed": 0,
-                 "max_length": 512, "packing": False, "format": "auto"}
+DATA_DEFAULTS = {**HELD_OUT_DEFAULTS, "max_length": 512, "packing": False, "format": "auto"}
 SAMPLES_DEFAULTS = {"prompts": [], "system": None, "max_new_tokens": 64, "generation": {}}
 TRAINING_DEFAULTS = {"output_dir": "runs/sft", "num_train_epochs": 3, "learning_rate": 2e-5,
                      "lr_scheduler_type": "cosine", "warmup_ratio": 0.03, "weight_decay": 0.0,
@@ -75,7 +81,7 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
     config = copy.deepcopy(config)
     model_section, data, method, training, samples = config_sections(config, SECTIONS,
                                                                      OTHER_KEYS)
-    model_section, data = _check_model(model_section), _check_data(data)
+    model_section, data = check_model_section(model_section), _check_data(data)
     method, samples = check_finetune(method), _check_samples(samples)
     expected = check_expected(config.get("expected"), METRICS)
     max_time = config.get("max_time_seconds")
@@ -83,11 +89,12 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
     args = TrainingArguments.from_dict({**TRAINING_DEFAULTS, **training})
     output_dir = Path(args.output_dir)
 
+    before_model = rss_mib()
     model, tokenizer = load_chat_model(model_section)
     end = end_of_turn_id(tokenizer)
     log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters; chat turns "
         f"end with {tokenizer.id_to_token(end) if end is not None else 'no special token'}")
-    splits = _read_splits(data)
+    splits = read_splits(data, lambda path: read_conversations(path, data["format"]))
     encoded, stats = {}, {}
     for name, conversations in splits.items():
         encoded[name], stats[name] = encode_conversations(
@@ -112,6 +119,7 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
     budget = TimeBudget(max_time) if max_time is not None else None
     trainer.callbacks += [budget] if budget else []
     output = trainer.train(resume_from_checkpoint=resume)
+    memory = memory_report(before_model)
 
     after = trainer.evaluate()["eval_loss"]
     metrics = {"eval_loss": after, "eval_loss_before": before, "perplexity": math.exp(after)}
@@ -124,6 +132,7 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
     result: dict[str, Any] = {
         **run_summary("sft", metrics, trainer, output, budget, start),
         "trainable_parameters": model.num_parameters(trainable_only=True),
+        "memory_mib": memory,
         "examples": {name: s.to_dict() for name, s in stats.items()},
         "packed_rows": len(train_set) if data["packing"] else None,
         "end_of_turn_token": tokenizer.id_to_token(end) if end is not None else None,
@@ -150,8 +159,11 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
 # ----------------------------------------------------------------------------- the sections
 
 
-def _check_model(section: dict[str, Any]) -> dict[str, Any]:
-    check_section_keys("model", section, MODEL_KEYS)
+def check_model_section(section: dict[str, Any],
+                        known: tuple[str, ...] = MODEL_KEYS) -> dict[str, Any]:
+    """The model section of a fine-tuning config of a causal LM, which names ``pretrained``
+    (and may name the other ``known`` keys)."""
+    check_section_keys("model", section, known)
     if "pretrained" not in section:
         raise ConfigError("model.pretrained is required: the causal LM folder (with its "
                           "tokenizer) to fine-tune, e.g. model: {pretrained: runs/base/model}")
@@ -163,17 +175,8 @@ def _check_data(section: dict[str, Any]) -> dict[str, Any]:
     if "train" not in section:
         raise ConfigError("data.train is required: a JSONL or JSON file of conversations "
                           "(alpaca, messages or sharegpt rows)")
-    if section.get("validation") is not None and "validation_size" in section:
-        raise ConfigError("data: give validation (a file) or validation_size (a share of "
-                          "data.train held out), not both")
-    section = {**DATA_DEFAULTS, **section}
-    section["validation_size"] = coerce("data.validation_size", section["validation_size"],
-                                        float)
-    if section["validation"] is None and not 0 < section["validation_size"] < 1:
-        raise ConfigError("data.validation_size must be between 0 and 1 (the loss before and "
-                          f"after needs held-out conversations), got {section['validation_size']}")
-    for key in ("split_seed", "max_length"):
-        section[key] = coerce(f"data.{key}", section[key], int)
+    section = {**DATA_DEFAULTS, **check_held_out(section)}
+    section["max_length"] = coerce("data.max_length", section["max_length"], int)
     section["packing"] = coerce("data.packing", section["packing"], bool)
     if section["format"] not in FORMATS:
         raise ConfigError(f"unknown data.format {section['format']!r}; choose one of: "
@@ -197,9 +200,11 @@ def _check_samples(section: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the pieces
 
 
-def load_chat_model(section: dict[str, Any]) -> tuple[Any, Any]:
+def load_chat_model(section: dict[str, Any], *,
+                    require_template: bool = True) -> tuple[Any, Any]:
     """The causal LM and its tokenizer, with the chat template the section names (or the
-    tokenizer's own) and the template's end-of-turn token as an eos of the model."""
+    tokenizer's own) and the template's end-of-turn token as an eos of the model. Without
+    ``require_template`` a tokenizer may have no template (prompts given as plain text)."""
     from wxb.hub import from_pretrained, resolve
     from wxb.models.decoder import CausalLMBase
     from wxb.tokenizers.load import load_tokenizer
@@ -214,6 +219,8 @@ def load_chat_model(section: dict[str, Any]) -> tuple[Any, Any]:
     if template is not None:
         tokenizer.chat_template = BUILTIN_TEMPLATES.get(template, template)
     if tokenizer.chat_template is None:
+        if not require_template:
+            return model, tokenizer
         raise ConfigError(f"the tokenizer in {folder} has no chat template; give "
                           f"model.chat_template: {' | '.join(BUILTIN_TEMPLATES)} | <a Jinja "
                           "template>")
@@ -224,18 +231,6 @@ def load_chat_model(section: dict[str, Any]) -> tuple[Any, Any]:
         model.config.eos_token_id = end if eos is None else [end, *(
             eos if isinstance(eos, list) else [eos])]
     return model, tokenizer
-
-
-def _read_splits(data: dict[str, Any]) -> dict[str, list]:
-    """The training and validation conversations: two files, or a seeded hold-out."""
-    train = read_conversations(data["train"], data["format"])
-    if data["validation"] is not None:
-        return {"train": train, "validation": read_conversations(data["validation"],
-                                                                 data["format"])}
-    rest, held = train_test_split(DictDataset(i=torch.arange(len(train))),
-                                  data["validation_size"], data["split_seed"])
-    return {"train": [train[i] for i in rest.tensors["i"].tolist()],
-            "validation": [train[i] for i in held.tensors["i"].tolist()]}
 
 
 @torch.no_grad()
