@@ -40,6 +40,13 @@ def check_section_keys(name: str, section: dict[str, Any], known: tuple[str, ...
                           f"{', '.join(known)}")
 
 
+def check_strings(name: str, value: Any) -> list[str]:
+    """``value`` if it is a list of strings, else a ConfigError naming the field ``name``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+    return value
+
+
 def coerce(name: str, value: Any, hint: Any) -> Any:
     """Convert ``value`` (often a string from YAML or a flag) to the type ``hint``."""
     args = typing.get_args(hint)

@@ -50,7 +50,6 @@ from wxb.align.reward import RewardModel
 from wxb.config import check_section_keys, coerce
 from wxb.data.preference import PreferenceCollator, encode_preferences, read_preferences
 from wxb.errors import ConfigError
-from wxb.io import atomic_write_json
 from wxb.peft.strategy import apply_strategy, check_finetune, save_trained, uses_lora
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 from wxb.train.arguments import TrainingArguments
@@ -59,8 +58,9 @@ from wxb.train.from_config import (
     check_expected,
     check_held_out,
     config_sections,
-    judge_expected,
     read_splits,
+    result_config,
+    write_result,
 )
 from wxb.train.memory import memory_report, rss_mib
 from wxb.train.pretrain import TimeBudget, run_summary
@@ -168,18 +168,12 @@ def _train_on_pairs(task: str, config: dict[str, Any], resume: bool | str,
         "model_dir": str(model_dir),
         "adapter_dir": str(output_dir / "adapter") if uses_lora(method) else None,
         "loss_curve": str(curve) if curve.is_file() else None,
-        "config": {
-            **{k: config[k] for k in ("name", "description", "task", "reported") if k in config},
-            "model": model_section, "data": data, "finetune": method,
-            **({"dpo": dpo_settings} if dpo_settings else {}),
-            "training": args.to_dict(), "max_time_seconds": max_time,
-            **({"expected": expected} if expected else {}),
-        },
+        "config": result_config(
+            config, expected, model=model_section, data=data, finetune=method,
+            **({"dpo": dpo_settings} if dpo_settings else {}), training=args.to_dict(),
+            max_time_seconds=max_time),
     }
-    if expected:
-        result["expected"] = judge_expected(expected, metrics)
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    return write_result(result, expected, metrics, output_dir)
 
 
 # ----------------------------------------------------------------------------- the sections

@@ -50,7 +50,6 @@ from wxb.data.text import (
     text_examples,
 )
 from wxb.errors import ConfigError, DataError
-from wxb.io import atomic_write_json
 from wxb.metrics import classification_report, confusion_matrix
 from wxb.models import registry
 from wxb.models.base import CONFIG_NAME, PreTrainedModel, read_config_json
@@ -59,7 +58,12 @@ from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.load import load_tokenizer
 from wxb.tokenizers.train import tokenizer_from_settings
 from wxb.train.arguments import TrainingArguments
-from wxb.train.from_config import check_expected, config_sections, judge_expected
+from wxb.train.from_config import (
+    check_expected,
+    config_sections,
+    result_config,
+    write_result,
+)
 from wxb.train.memory import memory_report, rss_mib
 from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import Trainer
@@ -151,17 +155,11 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
         "model_dir": str(model_dir),
         "confusion_matrices": plots,
         "loss_curve": str(curve) if curve.is_file() else None,
-        "config": {
-            **{k: config[k] for k in ("name", "description", "task", "reported") if k in config},
-            "model": model_section, "data": data, "finetune": method,
-            "training": args.to_dict(), "max_time_seconds": max_time,
-            **({"expected": expected} if expected else {}),
-        },
+        "config": result_config(config, expected, model=model_section, data=data,
+                                finetune=method, training=args.to_dict(),
+                                max_time_seconds=max_time),
     }
-    if expected:
-        result["expected"] = judge_expected(expected, metrics)
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    return write_result(result, expected, metrics, output_dir)
 
 
 # ----------------------------------------------------------------------------- the sections

@@ -158,18 +158,11 @@ def train_from_config(config: dict[str, Any], *, resume: bool | str = False) -> 
         "best_checkpoint": best,
         "model_dir": str(model_dir),
         "loss_curve": str(curve) if curve.is_file() else None,
-        "config": {
-            **{k: config[k] for k in ("name", "description") if k in config},
-            "model": {"type": model_type, **_fields(model_config)},
-            "data": data_section,
-            "training": args.to_dict(),
-            **({"expected": expected} if expected else {}),
-        },
+        "config": result_config(config, expected,
+                                model={"type": model_type, **_fields(model_config)},
+                                data=data_section, training=args.to_dict()),
     }
-    if expected:
-        result["expected"] = judge_expected(expected, metrics)
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    return write_result(result, expected, metrics, output_dir)
 
 
 def config_sections(config: dict[str, Any], sections: tuple[str, ...],
@@ -289,6 +282,10 @@ def read_splits(data: dict[str, Any], read: Callable[[str], list]) -> dict[str, 
             "validation": [train[i] for i in held.tensors["i"].tolist()]}
 
 
+# What a result.json's config keeps of a recipe besides its sections.
+RECIPE_KEYS = ("name", "description", "task", "reported")
+
+
 def check_expected(expected: Any, metrics: tuple[str, ...]) -> dict[str, Any] | None:
     """A recipe's promised result: ``{metric: eval_accuracy, at_least: 0.97}`` for a score, or
     ``{metric: eval_loss, at_most: 1.5}`` for a loss; ``metrics`` are the ones the run reports."""
@@ -312,6 +309,24 @@ def judge_expected(expected: dict[str, Any], metrics: dict[str, float]) -> dict[
     value = metrics[expected["metric"]]
     met = value >= expected["at_least"] if "at_least" in expected else value <= expected["at_most"]
     return {**expected, "value": value, "met": bool(met)}
+
+
+def result_config(config: dict[str, Any], expected: dict[str, Any] | None,
+                  **sections: Any) -> dict[str, Any]:
+    """The ``config`` entry of a result.json: the recipe's name, description, task and reported
+    numbers where ``config`` has them, the resolved ``sections``, and the goal."""
+    return {**{k: config[k] for k in RECIPE_KEYS if k in config}, **sections,
+            **({"expected": expected} if expected else {})}
+
+
+def write_result(result: dict[str, Any], expected: dict[str, Any] | None,
+                 metrics: dict[str, float], output_dir: str | Path) -> dict[str, Any]:
+    """Judge the goal on ``metrics`` into ``result``, write ``output_dir/result.json``
+    atomically, and return ``result``."""
+    if expected:
+        result["expected"] = judge_expected(expected, metrics)
+    atomic_write_json(Path(output_dir) / "result.json", result)
+    return result
 
 
 def _fields(model_config: Config) -> dict[str, Any]:

@@ -37,11 +37,10 @@ from typing import Any
 
 import torch
 
-from wxb.config import check_known_keys, check_section_keys, coerce
+from wxb.config import check_known_keys, check_section_keys, check_strings, coerce
 from wxb.data.text import read_column
 from wxb.data.tokens import TokenWindows, encode_to_file, read_tokens, split_tokens
 from wxb.errors import ConfigError
-from wxb.io import atomic_write_json
 from wxb.models.registry import config_class, model_class
 from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
@@ -49,7 +48,12 @@ from wxb.tokenizers.corpus import read_corpus
 from wxb.tokenizers.load import load_tokenizer, tokenizer_class
 from wxb.train.arguments import TrainingArguments
 from wxb.train.checkpoint import load_weights
-from wxb.train.from_config import check_expected, config_sections, judge_expected
+from wxb.train.from_config import (
+    check_expected,
+    config_sections,
+    result_config,
+    write_result,
+)
 from wxb.train.seed import set_seed
 from wxb.train.trainer import Trainer
 
@@ -194,21 +198,13 @@ def pretrain(config: dict[str, Any], *, resume: bool | str = False,
         "model_dir": str(model_dir),
         "loss_curve": str(curve) if curve.is_file() else None,
         "samples": drawn,
-        "config": {
-            **{k: config[k] for k in ("name", "description", "task", "reported")
-               if k in config},
-            "data": data, "tokenizer": tok_section,
-            "model": {"type": model_type, **model_config.to_dict()},
-            "training": args.to_dict(), "samples": samples,
-            "max_time_seconds": max_time,
-            **({"expected": expected} if expected else {}),
-        },
+        "config": result_config(
+            config, expected, data=data, tokenizer=tok_section,
+            model={"type": model_type, **model_config.to_dict()}, training=args.to_dict(),
+            samples=samples, max_time_seconds=max_time),
     }
     result["config"]["model"].pop("model_type")
-    if expected:
-        result["expected"] = judge_expected(expected, metrics)
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    return write_result(result, expected, metrics, output_dir)
 
 
 # ----------------------------------------------------------------------------- the sections
@@ -250,18 +246,15 @@ def _check_tokenizer(section: dict[str, Any]) -> dict[str, Any]:
     if section["vocab_size"] is not None:
         section["vocab_size"] = coerce("tokenizer.vocab_size", section["vocab_size"], int)
     section["min_frequency"] = coerce("tokenizer.min_frequency", section["min_frequency"], int)
-    added = section["added_tokens"]
-    if not isinstance(added, list) or not all(isinstance(t, str) and t for t in added):
-        raise ConfigError(f"tokenizer.added_tokens must be a list of strings, got {added!r}")
+    if not all(check_strings("tokenizer.added_tokens", section["added_tokens"])):
+        raise ConfigError("tokenizer.added_tokens holds an empty string; every token needs text")
     return section
 
 
 def _check_samples(section: dict[str, Any]) -> dict[str, Any]:
     check_section_keys("samples", section, tuple(SAMPLES_DEFAULTS))
     section = {**SAMPLES_DEFAULTS, **section}
-    prompts = section["prompts"]
-    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-        raise ConfigError(f"samples.prompts must be a list of strings, got {prompts!r}")
+    check_strings("samples.prompts", section["prompts"])
     strategies = section["strategies"]
     if not isinstance(strategies, dict) or not all(
             isinstance(v, dict) for v in strategies.values()):

@@ -36,13 +36,17 @@ from wxb.config import check_known_keys, check_section_keys, coerce
 from wxb.data.mlm import IGNORE, MLMCollator, chinese_word_ids, mask_once, nsp_pairs
 from wxb.data.text import read_column
 from wxb.errors import ConfigError, DataError
-from wxb.io import atomic_write_json
 from wxb.models.bert import BertConfig, BertForPreTraining
 from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.load import load_tokenizer
 from wxb.tokenizers.train import train_on_lines
 from wxb.train.arguments import TrainingArguments
-from wxb.train.from_config import check_expected, config_sections, judge_expected
+from wxb.train.from_config import (
+    check_expected,
+    config_sections,
+    result_config,
+    write_result,
+)
 from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import Trainer
 
@@ -140,15 +144,9 @@ def pretrain_bert(config: dict[str, Any], *, resume: bool | str = False,
         "pairs": {"train": len(train_set), "validation": len(val_set)},
         "model_dir": str(model_dir),
         "loss_curve": str(curve) if curve.is_file() else None,
-        "config": {
-            **{k: config[k] for k in ("name", "description", "task", "reported") if k in config},
-            **settings, **({"expected": expected} if expected else {}),
-        },
+        "config": result_config(config, expected, **settings),
     }
-    if expected:
-        result["expected"] = judge_expected(expected, metrics)
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    return write_result(result, expected, metrics, output_dir)
 
 
 @torch.no_grad()
@@ -315,10 +313,7 @@ def pretrain_then_finetune(config: dict[str, Any], output_dir: str | Path, *,
         "config": {k: config[k] for k in ("name", "description", "task", "reported",
                                           "train_sizes") if k in config},
     }
-    if expected:
-        result["expected"] = judge_expected(expected, metrics)
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    return write_result(result, expected, metrics, output_dir)
 
 
 def _pretraining(section: dict[str, Any], folder: Path,

@@ -37,11 +37,10 @@ from typing import Any
 import torch
 
 from wxb.align.sft import encode_conversations, end_of_turn_id, pack
-from wxb.config import check_section_keys, coerce
+from wxb.config import check_section_keys, check_strings, coerce
 from wxb.data.chat import FORMATS, read_conversations
 from wxb.data.text import PaddingCollator
 from wxb.errors import ConfigError
-from wxb.io import atomic_write_json
 from wxb.peft.strategy import apply_strategy, check_finetune, save_trained
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 from wxb.train.arguments import TrainingArguments
@@ -50,8 +49,9 @@ from wxb.train.from_config import (
     check_expected,
     check_held_out,
     config_sections,
-    judge_expected,
     read_splits,
+    result_config,
+    write_result,
 )
 from wxb.train.memory import memory_report, rss_mib
 from wxb.train.pretrain import TimeBudget, run_summary
@@ -143,17 +143,11 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
         "samples": [{"prompt": p, "before": a, "after": b}
                     for p, a, b in zip(samples["prompts"], answers_before, answers_after,
                                        strict=True)],
-        "config": {
-            **{k: config[k] for k in ("name", "description", "task", "reported") if k in config},
-            "model": model_section, "data": data, "finetune": method,
-            "training": args.to_dict(), "samples": samples, "max_time_seconds": max_time,
-            **({"expected": expected} if expected else {}),
-        },
+        "config": result_config(config, expected, model=model_section, data=data,
+                                finetune=method, training=args.to_dict(), samples=samples,
+                                max_time_seconds=max_time),
     }
-    if expected:
-        result["expected"] = judge_expected(expected, metrics)
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    return write_result(result, expected, metrics, output_dir)
 
 
 # ----------------------------------------------------------------------------- the sections
@@ -187,9 +181,7 @@ def _check_data(section: dict[str, Any]) -> dict[str, Any]:
 def _check_samples(section: dict[str, Any]) -> dict[str, Any]:
     check_section_keys("samples", section, tuple(SAMPLES_DEFAULTS))
     section = {**SAMPLES_DEFAULTS, **section}
-    prompts = section["prompts"]
-    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-        raise ConfigError(f"samples.prompts must be a list of strings, got {prompts!r}")
+    check_strings("samples.prompts", section["prompts"])
     if not isinstance(section["generation"], dict):
         raise ConfigError("samples.generation must map generate() settings to values, e.g. "
                           "{repetition_penalty: 1.1}")

@@ -39,7 +39,6 @@ from wxb.data.conll import TaggedSentence, read_conll
 from wxb.data.tagging import encode_sentences, tag_set
 from wxb.data.text import LabelSet, PaddingCollator
 from wxb.errors import ConfigError
-from wxb.io import atomic_write_json
 from wxb.metrics import entity_scores, token_scores_without_o
 from wxb.models import registry
 from wxb.models.base import PreTrainedModel
@@ -47,7 +46,12 @@ from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.train import tokenizer_from_settings
 from wxb.train.arguments import TrainingArguments
 from wxb.train.finetune import evaluate_with, head_architecture
-from wxb.train.from_config import check_expected, config_sections, judge_expected
+from wxb.train.from_config import (
+    check_expected,
+    config_sections,
+    result_config,
+    write_result,
+)
 from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import EvalPrediction, Trainer
 
@@ -144,16 +148,10 @@ def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
         "vectors_found": found,
         "model_dir": str(model_dir),
         "loss_curve": str(curve) if curve.is_file() else None,
-        "config": {
-            **{k: config[k] for k in ("name", "description", "task", "reported") if k in config},
-            "model": model_section, "data": data, "training": args.to_dict(),
-            "max_time_seconds": max_time, **({"expected": expected} if expected else {}),
-        },
+        "config": result_config(config, expected, model=model_section, data=data,
+                                training=args.to_dict(), max_time_seconds=max_time),
     }
-    if expected:
-        result["expected"] = judge_expected(expected, metrics)
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    return write_result(result, expected, metrics, output_dir)
 
 
 def _check_data(section: dict[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,6 @@ from wxb.data.pairs import Seq2SeqCollator, encode_pairs, sentence_pairs, split_
 from wxb.data.text import read_rows
 from wxb.errors import ConfigError, DataError
 from wxb.generation.translate import cross_attention, translate_texts
-from wxb.io import atomic_write_json
 from wxb.metrics.translation import bleu_tokenize, corpus_bleu
 from wxb.models import registry
 from wxb.models.base import PreTrainedModel
@@ -52,7 +51,12 @@ from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.load import load_tokenizer
 from wxb.tokenizers.train import tokenizer_from_settings
 from wxb.train.arguments import TrainingArguments
-from wxb.train.from_config import check_expected, config_sections, judge_expected
+from wxb.train.from_config import (
+    check_expected,
+    config_sections,
+    result_config,
+    write_result,
+)
 from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import Trainer
 
@@ -182,17 +186,11 @@ def train_translation(config: dict[str, Any], *, resume: bool | str = False,
         "model_dir": str(model_dir),
         "attention_heatmaps": heatmaps,
         "loss_curve": str(curve) if curve.is_file() else None,
-        "config": {
-            **{k: config[k] for k in ("name", "description", "task", "reported") if k in config},
-            "model": model_section, "data": data, "teacher_forcing": teacher,
-            "generation": generation, "training": args.to_dict(), "max_time_seconds": max_time,
-            **({"expected": expected} if expected else {}),
-        },
+        "config": result_config(config, expected, model=model_section, data=data,
+                                teacher_forcing=teacher, generation=generation,
+                                training=args.to_dict(), max_time_seconds=max_time),
     }
-    if expected:
-        result["expected"] = judge_expected(expected, metrics)
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    return write_result(result, expected, metrics, output_dir)
 
 
 # ----------------------------------------------------------------------------- the sections
