@@ -315,6 +315,10 @@ def test_quantize_llama():
     names = [n for n, m in quantized.named_modules() if isinstance(m, Linear4bit)]
     assert len(names) == 2 * 7  # q k v o gate up down in each layer
     assert isinstance(quantized.lm_head, nn.Linear)  # the output layer stays as it was
+    assert quantized.num_parameters() == model.num_parameters()  # packed weights count too
+    assert quantized.num_parameters(trainable_only=True) == quantized.lm_head.weight.numel() + \
+        quantized.model.embed_tokens.weight.numel() + sum(
+            p.numel() for n, p in quantized.named_parameters() if "norm" in n)
     assert not any(p.requires_grad for n in names for p in quantized.get_submodule(n)
                    .parameters())
     after = quantized(input_ids=ids).logits

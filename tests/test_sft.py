@@ -276,6 +276,19 @@ def test_lora_packing_and_neftune(base_model, data, tmp_path, monkeypatch):
     assert result["metrics"]["eval_loss"] < result["metrics"]["eval_loss_before"]
 
 
+def test_qlora_trains_adapters_over_a_4bit_base(base_model, data, tmp_path, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    run = tmp_path / "run"
+    result = train_sft(sft_config(base_model, data, run, finetune={"strategy": "qlora", "r": 4},
+                                  training={"num_train_epochs": 3}))
+    assert result["metrics"]["eval_loss"] < result["metrics"]["eval_loss_before"]
+    assert result["trainable_parameters"] < result["num_parameters"] / 5
+    # Saved merged at full precision: a plain checkpoint that transformers-style loaders read.
+    model = wxb.from_pretrained(run / "model")
+    assert type(model.model.layers[0].self_attn.q_proj) is torch.nn.Linear
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"model": {"pretrained": "missing-folder"}}, "missing-folder"),
     ({"data": {"validation_size": 0}}, "validation_size must be between 0 and 1"),

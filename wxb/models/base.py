@@ -135,7 +135,10 @@ class PreTrainedModel(nn.Module):
     def num_parameters(self, trainable_only: bool = False) -> int:
         # Tied weights are one tensor: count each once.
         unique = {id(p): p for p in self.parameters() if p.requires_grad or not trainable_only}
-        return sum(p.numel() for p in unique.values())
+        count = sum(p.numel() for p in unique.values())
+        if not trainable_only:  # frozen weights stored packed (QLoRA's 4-bit layers) are buffers
+            count += sum(m.weight_numel for m in self.modules() if hasattr(m, "weight_numel"))
+        return count
 
     def get_input_embeddings(self) -> nn.Module | None:
         """The token embedding layer (as in ``transformers``): the first ``nn.Embedding``,

@@ -245,6 +245,12 @@ class Linear4bit(nn.Module):
                 self.register_buffer(name, value)
 
     @property
+    def weight_numel(self) -> int:
+        """How many weights the packed codes hold (``num_parameters`` counts them: they are
+        buffers, not parameters)."""
+        return self.in_features * self.out_features
+
+    @property
     def quantized(self) -> QuantizedTensor:
         """The stored weight as a ``QuantizedTensor`` (sharing the buffers)."""
         nested = (self.nested_absmax, self.nested_offset) if self.double_quant else (None, None)
