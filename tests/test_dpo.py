@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_sft import assert_resumed_from_step_2
 
 import wxb
 from wxb.align.dpo import DPOModel, causal_lm_logps, dpo_loss, reference_logps, sequence_logps
@@ -418,6 +419,21 @@ def test_train_dpo_reports_before_and_after_and_saves_the_policy(base_model, dat
     # the saved policy is the trained one
     start = wxb.from_pretrained(base_model).state_dict()
     assert any(not torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
+def test_an_interrupted_dpo_run_resumes_exactly(base_model, data, tmp_path, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    # Step 2's checkpoint of a finished run stands for an interrupted one: keep it.
+    monkeypatch.setattr("wxb.train.checkpoint.shutil.rmtree", lambda *args, **kwargs: None)
+    straight = train_dpo(run_config(base_model, data, tmp_path / "a",
+                                    training={"save_steps": 2}))
+    resumed = train_dpo(run_config(base_model, data, tmp_path / "b"),
+                        resume=str(tmp_path / "a" / "checkpoint-2"))
+    assert resumed["steps"] == 4
+    assert resumed["metrics"] == pytest.approx(straight["metrics"], abs=1e-6)
+    a, b = (wxb.from_pretrained(tmp_path / d / "model").state_dict() for d in "ab")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert_resumed_from_step_2(tmp_path / "a", tmp_path / "b")
 
 
 def test_train_dpo_with_lora_and_ipo(base_model, data, tmp_path, monkeypatch):

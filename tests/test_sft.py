@@ -262,6 +262,31 @@ def test_train_sft_learns_the_answers_and_saves_a_chat_model(base_model, data, t
     assert answers == [result["samples"][0]["after"]]
 
 
+def test_an_interrupted_sft_run_resumes_exactly(base_model, data, tmp_path, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    # Step 2's checkpoint of a finished run stands for an interrupted one: keep it.
+    monkeypatch.setattr("wxb.train.checkpoint.shutil.rmtree", lambda *args, **kwargs: None)
+    training = {"max_steps": 4, "num_train_epochs": 1, "logging_steps": 2}
+    straight = train_sft(sft_config(base_model, data, tmp_path / "a",
+                                    training={**training, "save_steps": 2}))
+    resumed = train_sft(sft_config(base_model, data, tmp_path / "b", training=training),
+                        resume=str(tmp_path / "a" / "checkpoint-2"))
+    assert resumed["steps"] == 4
+    assert resumed["metrics"] == pytest.approx(straight["metrics"], abs=1e-6)
+    assert resumed["samples"] == straight["samples"]
+    assert_resumed_from_step_2(tmp_path / "a", tmp_path / "b")
+
+
+def assert_resumed_from_step_2(first, second):
+    """The second run's log holds the first one's entry for step 2 as it was (its measured
+    speed too: a rerun would measure anew) and a new one for step 4."""
+    logs = [[json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+            for run in (first, second)]
+    assert [e["step"] for e in logs[1]] == [2, 4]
+    assert logs[1][0] == logs[0][0]
+    assert logs[1][1]["samples_per_second"] != logs[0][1]["samples_per_second"]
+
+
 def test_lora_packing_and_neftune(base_model, data, tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "true")
     run = tmp_path / "run"
