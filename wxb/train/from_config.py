@@ -282,10 +282,6 @@ def read_splits(data: dict[str, Any], read: Callable[[str], list]) -> dict[str, 
             "validation": [train[i] for i in held.tensors["i"].tolist()]}
 
 
-# What a result.json's config keeps of a recipe besides its sections.
-RECIPE_KEYS = ("name", "description", "task", "reported")
-
-
 def check_expected(expected: Any, metrics: tuple[str, ...]) -> dict[str, Any] | None:
     """A recipe's promised result: ``{metric: eval_accuracy, at_least: 0.97}`` for a score, or
     ``{metric: eval_loss, at_most: 1.5}`` for a loss; ``metrics`` are the ones the run reports."""
@@ -315,8 +311,8 @@ def result_config(config: dict[str, Any], expected: dict[str, Any] | None,
                   **sections: Any) -> dict[str, Any]:
     """The ``config`` entry of a result.json: the recipe's name, description, task and reported
     numbers where ``config`` has them, the resolved ``sections``, and the goal."""
-    return {**{k: config[k] for k in RECIPE_KEYS if k in config}, **sections,
-            **({"expected": expected} if expected else {})}
+    return {**{k: config[k] for k in RECIPE_KEYS if k in config and k != "expected"},
+            **sections, **({"expected": expected} if expected else {})}
 
 
 def write_result(result: dict[str, Any], expected: dict[str, Any] | None,
