@@ -41,7 +41,7 @@ from wxb.config import check_section_keys, check_strings, coerce
 from wxb.data.chat import FORMATS, read_conversations
 from wxb.data.text import PaddingCollator
 from wxb.errors import ConfigError
-from wxb.peft.strategy import apply_strategy, check_finetune, save_trained
+from wxb.peft.strategy import apply_strategy, check_finetune, save_trained, uses_lora
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 from wxb.train.arguments import TrainingArguments
 from wxb.train.from_config import (
@@ -137,8 +137,7 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
         "packed_rows": len(train_set) if data["packing"] else None,
         "end_of_turn_token": tokenizer.id_to_token(end) if end is not None else None,
         "model_dir": str(model_dir),
-        "adapter_dir": str(output_dir / "adapter") if method["strategy"] in ("lora", "qlora")
-        else None,
+        "adapter_dir": str(output_dir / "adapter") if uses_lora(method) else None,
         "loss_curve": str(curve) if curve.is_file() else None,
         "samples": [{"prompt": p, "before": a, "after": b}
                     for p, a, b in zip(samples["prompts"], answers_before, answers_after,
