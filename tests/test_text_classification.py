@@ -291,7 +291,7 @@ def test_a_checkpoint_with_another_head_size_needs_to_be_asked(sentiment, tmp_pa
     ({"finetune": {"strategy": "prefix"}}, "unknown finetune.strategy 'prefix'"),
     ({"data": {"path": "x.tsv", "train_size": 0}}, "train_size must be at least 1, got 0"),
     ({"finetune": {"layer_decay": 1.5}}, r"layer_decay must be in \(0, 1\]"),
-    ({"model": {"type": "gpt2", "tokenizer": "."}}, "no sequence-classification head"),
+    ({"model": {"type": "marian", "tokenizer": "."}}, "no sequence-classification head"),
     ({"model": {"pretrained": "no/such-folder-here"}}, "could not be downloaded|does not exist"),
 ])
 def test_bad_fine_tuning_configs_are_refused(sentiment, tmp_path, change, message):
