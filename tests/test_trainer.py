@@ -487,3 +487,74 @@ def test_bad_resume_targets(tmp_path):
     with pytest.raises(ConfigError, match="exact resume needs the same"):
         Trainer(Regressor(), args(tmp_path / "run", max_steps=4),
                 train_dataset=Examples(9)).train(resume_from_checkpoint=True)
+
+
+# ----------------------------------------------------------------------------- checkpointing
+
+
+def tiny_transformers():
+    from wxb.models.bert import BertConfig, BertForSequenceClassification
+    from wxb.models.gpt2 import GPT2Config, GPT2LMHeadModel
+    from wxb.models.llama import LlamaConfig, LlamaForCausalLM
+
+    return {
+        "bert": (BertForSequenceClassification(BertConfig(
+            vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=16, num_labels=2)),
+            lambda layers: layers.bert.encoder.layer, {"labels": torch.tensor([0, 1])}),
+        "gpt2": (GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=3, n_head=2,
+                                            n_positions=16)),
+                 lambda m: m.transformer.h, None),
+        "llama": (LlamaForCausalLM(LlamaConfig(
+            vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16)),
+            lambda m: m.model.layers, None),
+    }
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
+def test_gradient_checkpointing_recomputes_each_layer_with_the_same_gradients(family):
+    torch.manual_seed(0)
+    model, layers_of, labels = tiny_transformers()[family]
+    ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "labels": ids if labels is None else labels["labels"]}
+    calls = []
+    for layer in layers_of(model):
+        # A pre-hook: the recomputation stops once it has what the backward pass needs.
+        layer.register_forward_pre_hook(lambda *_: calls.append(1))
+
+    def loss_and_grads():
+        torch.manual_seed(3)  # the dropout masks of BERT and GPT-2
+        calls.clear()
+        model.zero_grad()
+        loss = model.train()(**batch).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, len(calls)
+
+    loss, grads, runs = loss_and_grads()
+    model.gradient_checkpointing_enable()
+    loss_ckpt, grads_ckpt, runs_ckpt = loss_and_grads()
+    assert (runs, runs_ckpt) == (3, 6)  # each layer ran again in the backward pass
+    torch.testing.assert_close(loss_ckpt, loss)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_ckpt[name], grad, msg=name)
+    with torch.no_grad():  # evaluation and generation run each layer once
+        calls.clear()
+        model.eval()(**batch)
+        assert len(calls) == 3
+    model.gradient_checkpointing_disable()
+    loss_and_grads()
+    assert len(calls) == 3
+
+
+def test_the_trainer_turns_gradient_checkpointing_on(tmp_path):
+    model, _, _ = tiny_transformers()["llama"]
+    args = TrainingArguments(output_dir=str(tmp_path), gradient_checkpointing=True)
+    Trainer(model, args)
+    assert model.gradient_checkpointing
+    from wxb.models.mlp import MLPConfig, MLPForClassification
+
+    with pytest.raises(ConfigError, match="MLPForClassification does not support it"):
+        Trainer(MLPForClassification(MLPConfig()), args)
+    with pytest.raises(ConfigError, match="Sequential does not support it"):
+        Trainer(nn.Sequential(nn.Linear(2, 2)), args)

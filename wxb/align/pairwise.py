@@ -68,6 +68,9 @@ class PairwiseModel(nn.Module):
     def num_parameters(self, trainable_only: bool = False) -> int:
         return self.model.num_parameters(trainable_only)
 
+    def gradient_checkpointing_enable(self) -> None:
+        self.model.gradient_checkpointing_enable()
+
     def get_input_embeddings(self) -> nn.Module | None:
         """The wrapped model's token embeddings (where NEFTune adds its noise)."""
         return self.model.get_input_embeddings()

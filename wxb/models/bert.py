@@ -200,6 +200,7 @@ class BertPooler(nn.Module):
 class BertPreTrainedModel(PreTrainedModel):
     config_class = BertConfig
     base_model_prefix = "bert"
+    supports_gradient_checkpointing = True
 
     def _init_weights(self, module: nn.Module) -> None:
         """Hugging Face's initialisation: N(0, initializer_range), zero biases, LayerNorm 1/0."""
@@ -270,7 +271,7 @@ class BertModel(BertPreTrainedModel):
         hidden, weights = [], []
         for layer in self.encoder.layer:
             hidden.append(x)
-            x, w = layer(x, mask, output_attentions)
+            x, w = self.run_layer(layer, x, mask, output_attentions)
             weights.append(w)
         hidden.append(x)
         return BaseModelOutputWithPooling(

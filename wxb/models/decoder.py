@@ -38,6 +38,8 @@ class DecoderOutput:
 
 
 class DecoderBase(PreTrainedModel):
+    supports_gradient_checkpointing = True
+
     def embed(self, input_ids: torch.Tensor,
               position_ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """(batch, seq) ids -> (batch, seq, hidden) vectors and extra keyword arguments for
@@ -79,7 +81,10 @@ class DecoderBase(PreTrainedModel):
         hidden, weights = [], []
         for layer in layers:
             hidden.append(x)
-            x, w = layer(x, mask, past_key_values, output_attentions, **extras)
+            if past_key_values is None:
+                x, w = self.run_layer(layer, x, mask, None, output_attentions, **extras)
+            else:  # a cache fills as its layers run: never run one twice
+                x, w = layer(x, mask, past_key_values, output_attentions, **extras)
             weights.append(w)
         x = self.final_norm(x)
         hidden.append(x)

@@ -54,6 +54,7 @@ class TrainingArguments:
     group_by_length: bool = False  # batches of examples of similar length: less padding
     full_determinism: bool = False
     torch_compile: bool = False  # train through torch.compile(model); evaluation stays eager
+    gradient_checkpointing: bool = False  # recompute each layer in backward: less memory
     neftune_noise_alpha: float | None = None  # NEFTune: noisy input embeddings in training
 
     eval_strategy: str = "no"

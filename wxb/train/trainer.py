@@ -177,6 +177,11 @@ class Trainer:
                               "torchrun")
         self.dist.init(self.device)
         self.model = model.to(self.device)
+        if args.gradient_checkpointing:
+            if not hasattr(model, "gradient_checkpointing_enable"):
+                raise ConfigError(f"gradient checkpointing: {type(model).__name__} does not "
+                                  "support it (BERT, GPT-2 and LLaMA do)")
+            model.gradient_checkpointing_enable()
         # What the training steps call: the model, maybe wrapped to average gradients across
         # processes (DDP) and compiled. The wrappers share its parameters; evaluation and
         # checkpoints use the plain model, so saved names never change.
