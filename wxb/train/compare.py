@@ -15,17 +15,21 @@ pipeline (text classification, ``wxb.train.finetune``, by default) plus::
       - {metric: lora_memory_ratio, at_most: 0.5}
 
 For each variant ``v`` the result reports ``v_<metric>`` (and the variant's other scores,
-prefixed), ``v_trainable_parameters``, ``v_training_memory_mib`` (peak resident memory minus
-the memory before the model was built), ``v_wall_time_s``; for each variant after the first,
+prefixed), ``v_trainable_parameters``, ``v_training_memory_mib`` (the model's weights plus
+what the resident memory grew by while training: ``wxb.train.memory``), ``v_wall_time_s``; for
+each variant after the first,
 ``v_<metric>_gap`` (baseline minus variant: how much the method gave up) and
 ``v_memory_ratio`` (its training memory over the baseline's). Each variant's own run folder
-(``<output_dir>/<variant>``) holds its checkpoints, model, adapter and result.json.
+(``<output_dir>/<variant>``) holds its checkpoints, model, adapter and result.json. The
+children run with ``wxb.train.memory.ALLOCATOR_ENV``, so that their resident memory follows
+what training holds rather than what the allocator kept.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +39,7 @@ from wxb.config import merge_config
 from wxb.errors import ConfigError, WxbError
 from wxb.io import atomic_write_json
 from wxb.train.from_config import check_expected, judge_expected
+from wxb.train.memory import ALLOCATOR_ENV
 
 OWN_KEYS = ("variants", "metric", "pipeline")
 PIPELINES = ("text-classify", "sft", "dpo")
@@ -125,7 +130,16 @@ def _run_in_fresh_process(pipeline: str, config: dict[str, Any]) -> dict[str, An
     context = multiprocessing.get_context("spawn")
     errors = context.Queue()
     child = context.Process(target=_child, args=(pipeline, config, errors))
-    child.start()
+    saved = {name: os.environ.get(name) for name in ALLOCATOR_ENV}
+    os.environ.update(ALLOCATOR_ENV)  # read by the child's C library as it starts
+    try:
+        child.start()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
     child.join()
     if not errors.empty():
         raise WxbError(errors.get())

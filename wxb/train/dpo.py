@@ -62,7 +62,7 @@ from wxb.train.from_config import (
     result_config,
     write_result,
 )
-from wxb.train.memory import memory_report, rss_mib
+from wxb.train.memory import TrainingMemory
 from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.sft import MODEL_KEYS, check_model_section, load_chat_model
 from wxb.train.trainer import Trainer
@@ -115,7 +115,6 @@ def _train_on_pairs(task: str, config: dict[str, Any], resume: bool | str,
     args = TrainingArguments.from_dict({**TRAINING_DEFAULTS, **TASK_DEFAULTS[task], **training})
     output_dir = Path(args.output_dir)
 
-    before_model = rss_mib()
     if task == "dpo":
         model, tokenizer = load_chat_model(model_section, require_template=False)
     else:
@@ -146,8 +145,10 @@ def _train_on_pairs(task: str, config: dict[str, Any], resume: bool | str,
     before = trainer.evaluate()
     budget = TimeBudget(max_time) if max_time is not None else None
     trainer.callbacks += [budget] if budget else []
+    memory = TrainingMemory()
+    memory.start(model)
     output = trainer.train(resume_from_checkpoint=resume)
-    memory = memory_report(before_model)
+    memory_mib = memory.report()  # before evaluation and saving, which take memory of their own
 
     after = trainer.evaluate()
     metrics = {**{k: after[k] for k in SCORES}, **{f"{k}_before": before[k] for k in SCORES}}
@@ -161,7 +162,7 @@ def _train_on_pairs(task: str, config: dict[str, Any], resume: bool | str,
     result: dict[str, Any] = {
         **run_summary(task, metrics, trainer, output, budget, start),
         "trainable_parameters": model.num_parameters(trainable_only=True),
-        "memory_mib": memory,
+        "memory_mib": memory_mib,
         "examples": {name: {"pairs": len(d), "truncated": d.truncated}
                      for name, d in datasets.items()},
         "reference": reference,

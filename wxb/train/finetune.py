@@ -64,7 +64,7 @@ from wxb.train.from_config import (
     result_config,
     write_result,
 )
-from wxb.train.memory import memory_report, rss_mib
+from wxb.train.memory import TrainingMemory
 from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import Trainer
 
@@ -111,7 +111,6 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
     output_dir = Path(args.output_dir)
     log("data: " + ", ".join(f"{name} {len(s.labels):,}" for name, s in splits.items())
         + f"; {len(labels.values)} labels")
-    before_model = rss_mib()
     model, tokenizer = build_classifier(model_section, labels, seed=args.seed,
                                         texts=splits["train"].texts)
     if tokenizer.pad_token_id is None:
@@ -129,8 +128,10 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
                       data_collator=PaddingCollator(tokenizer.pad_token_id),
                       compute_metrics=classification_report, optimizers=optimizers,
                       callbacks=[*callbacks, *([budget] if budget else [])])
+    memory = TrainingMemory()
+    memory.start(model)
     output = trainer.train(resume_from_checkpoint=resume)
-    memory = memory_report(before_model)
+    memory_mib = memory.report()  # before evaluation and saving, which take memory of their own
 
     metrics: dict[str, float] = {}
     plots = {}
@@ -149,7 +150,7 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
     result: dict[str, Any] = {
         **run_summary("text-classify", metrics, trainer, output, budget, start),
         "trainable_parameters": model.num_parameters(trainable_only=True),
-        "memory_mib": memory,
+        "memory_mib": memory_mib,
         "examples": {name: len(s.labels) for name, s in splits.items()},
         "labels": labels.names,
         "model_dir": str(model_dir),

@@ -1,8 +1,22 @@
 """How much memory this process holds (resident set size), now and at its peak, in MiB.
 
-Fine-tuning recipes report the peak of training as ``peak - before the model was built``: the
-model, its gradients, the optimizer's state and the activations, without the interpreter, the
-libraries and the data, which every method needs alike.
+Fine-tuning pipelines report the memory of training as the bytes of the model's weights (4-bit
+ones as stored) plus what the process's resident set grew by while training: gradients, the
+optimizer's state, activations and their transients. The interpreter, the libraries and the
+encoded data, which every method needs alike, are left out.
+
+    meter = TrainingMemory()
+    meter.start(model)           # just before training: the model is built, the data encoded
+    trainer.train()
+    meter.report()               # {"model", "added_by_training", "training", "peak"}
+
+Two things would make the resident set measure the allocator rather than training. The peak
+of loading a checkpoint (a state dict and the model side by side) is forgotten at ``start``:
+Linux resets the high-water mark when "5" is written to ``/proc/self/clear_refs``. And glibc's
+malloc keeps freed blocks for reuse, raising its threshold for returning large ones after each
+free, so a process's resident set stays near the largest it has been: ``ALLOCATOR_ENV`` sets a
+fixed threshold (128 KiB), which returns every freed tensor of that size; set it before a
+process starts (``wxb.train.compare`` runs each variant so).
 """
 
 from __future__ import annotations
@@ -11,7 +25,10 @@ import os
 import resource
 import sys
 
+from torch import nn
+
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
 
 
 def rss_mib() -> float:
@@ -24,15 +41,42 @@ def rss_mib() -> float:
 
 
 def peak_rss_mib() -> float:
-    """The highest resident set size the process has had (``ru_maxrss``: KiB on Linux, bytes
-    on macOS)."""
+    """The highest resident set size since the process started or ``reset_peak``: VmHWM
+    where /proc has it, else ``ru_maxrss`` (KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def memory_report(before_model: float) -> dict[str, float]:
-    """``memory_mib`` of a fine-tuning result.json: the RSS before the model was built
-    (``rss_mib()`` then), the peak so far, and their difference, the memory training took."""
-    peak = peak_rss_mib()
-    return {"before_model": round(before_model, 1), "peak": round(peak, 1),
-            "training": round(peak - before_model, 1)}
+def reset_peak() -> bool:
+    """Make the peak the present resident set size (Linux); False where that is impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class TrainingMemory:
+    """The memory training takes (the ``memory_mib`` of a fine-tuning result.json): ``start``
+    just before training, ``report`` just after."""
+
+    def start(self, model: nn.Module) -> None:
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                    for t in (*model.parameters(), *model.buffers())}
+        self.model_mib = sum(storages.values()) / 2**20
+        reset_peak()
+        self.before_training = rss_mib()
+
+    def report(self) -> dict[str, float]:
+        peak = peak_rss_mib()
+        added = peak - self.before_training
+        return {"model": round(self.model_mib, 1), "added_by_training": round(added, 1),
+                "training": round(self.model_mib + added, 1), "peak": round(peak, 1)}

@@ -53,7 +53,7 @@ from wxb.train.from_config import (
     result_config,
     write_result,
 )
-from wxb.train.memory import memory_report, rss_mib
+from wxb.train.memory import TrainingMemory
 from wxb.train.pretrain import TimeBudget, run_summary
 from wxb.train.trainer import Trainer
 
@@ -89,7 +89,6 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
     args = TrainingArguments.from_dict({**TRAINING_DEFAULTS, **training})
     output_dir = Path(args.output_dir)
 
-    before_model = rss_mib()
     model, tokenizer = load_chat_model(model_section)
     end = end_of_turn_id(tokenizer)
     log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters; chat turns "
@@ -118,8 +117,10 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
     answers_before = answer_prompts(model, tokenizer, samples)
     budget = TimeBudget(max_time) if max_time is not None else None
     trainer.callbacks += [budget] if budget else []
+    memory = TrainingMemory()
+    memory.start(model)
     output = trainer.train(resume_from_checkpoint=resume)
-    memory = memory_report(before_model)
+    memory_mib = memory.report()  # before evaluation and saving, which take memory of their own
 
     after = trainer.evaluate()["eval_loss"]
     metrics = {"eval_loss": after, "eval_loss_before": before, "perplexity": math.exp(after)}
@@ -132,7 +133,7 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
     result: dict[str, Any] = {
         **run_summary("sft", metrics, trainer, output, budget, start),
         "trainable_parameters": model.num_parameters(trainable_only=True),
-        "memory_mib": memory,
+        "memory_mib": memory_mib,
         "examples": {name: s.to_dict() for name, s in stats.items()},
         "packed_rows": len(train_set) if data["packing"] else None,
         "end_of_turn_token": tokenizer.id_to_token(end) if end is not None else None,
