@@ -558,3 +558,22 @@ def test_the_trainer_turns_gradient_checkpointing_on(tmp_path):
         Trainer(MLPForClassification(MLPConfig()), args)
     with pytest.raises(ConfigError, match="Sequential does not support it"):
         Trainer(nn.Sequential(nn.Linear(2, 2)), args)
+
+
+def test_training_memory_counts_the_weights_and_what_training_added():
+    from wxb.train.memory import TrainingMemory, peak_rss_mib, rss_mib
+
+    model = nn.Linear(1024, 1024)  # 4 MiB of weights and bias
+    spike = torch.ones(64, 2**20)  # 256 MiB before training: forgotten at start
+    spike.mul_(2)
+    del spike
+    meter = TrainingMemory()
+    meter.start(model)
+    assert peak_rss_mib() < rss_mib() + 64  # the peak was reset
+    held = torch.ones(32, 2**20).mul_(2)  # 128 MiB while "training"
+    report = meter.report()
+    del held
+    assert report["model"] == pytest.approx(4.0, abs=0.01)
+    assert 120 < report["added_by_training"] < 200
+    assert report["training"] == pytest.approx(report["model"] + report["added_by_training"],
+                                               abs=0.11)
