@@ -103,6 +103,17 @@ def apply_strategy(model: nn.Module, method: dict[str, Any],
     return (optimizer, None), callbacks
 
 
+def save_finetuned(model: nn.Module, tokenizer: Any, folder: str | Path,
+                   method: dict[str, Any]) -> dict[str, str | None]:
+    """``save_trained`` with the tokenizer beside the model; returns result.json's
+    ``model_dir`` and ``adapter_dir`` (None without LoRA)."""
+    model_dir = save_trained(model, folder)
+    tokenizer.save(model_dir)
+    adapter = Path(folder).parent / "adapter"
+    return {"model_dir": str(model_dir), "adapter_dir": str(adapter) if uses_lora(method)
+            else None}
+
+
 def save_trained(model: nn.Module, folder: str | Path) -> Path:
     """Save a fine-tuned model to ``folder`` in the Hugging Face layout. A model with LoRA
     adapters is saved merged (a plain checkpoint any loader reads; quantized weights are

@@ -50,7 +50,7 @@ from wxb.align.reward import RewardModel
 from wxb.config import check_section_keys, coerce
 from wxb.data.preference import PreferenceCollator, encode_preferences, read_preferences
 from wxb.errors import ConfigError
-from wxb.peft.strategy import apply_strategy, check_finetune, save_trained, uses_lora
+from wxb.peft.strategy import apply_strategy, check_finetune, save_finetuned
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 from wxb.train.arguments import TrainingArguments
 from wxb.train.from_config import (
@@ -155,20 +155,15 @@ def _train_on_pairs(task: str, config: dict[str, Any], resume: bool | str,
     for key in ("eval_rewards/accuracies", "eval_rewards/margins"):
         log(f"{key.removeprefix('eval_')} on held-out pairs: {before[key]:.4f} before, "
             f"{after[key]:.4f} after")
-    model_dir = save_trained(model, output_dir / "model")
-    tokenizer.save(model_dir)
+    saved = save_finetuned(model, tokenizer, output_dir / "model", method)
 
-    curve = output_dir / "loss_curve.png"
     result: dict[str, Any] = {
         **run_summary(task, metrics, trainer, output, budget, start),
-        "trainable_parameters": model.num_parameters(trainable_only=True),
         "memory_mib": memory_mib,
         "examples": {name: {"pairs": len(d), "truncated": d.truncated}
                      for name, d in datasets.items()},
         "reference": reference,
-        "model_dir": str(model_dir),
-        "adapter_dir": str(output_dir / "adapter") if uses_lora(method) else None,
-        "loss_curve": str(curve) if curve.is_file() else None,
+        **saved,
         "config": result_config(
             config, expected, model=model_section, data=data, finetune=method,
             **({"dpo": dpo_settings} if dpo_settings else {}), training=args.to_dict(),

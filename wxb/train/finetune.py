@@ -53,7 +53,7 @@ from wxb.errors import ConfigError, DataError
 from wxb.metrics import classification_report, confusion_matrix
 from wxb.models import registry
 from wxb.models.base import CONFIG_NAME, PreTrainedModel, read_config_json
-from wxb.peft.strategy import apply_strategy, check_finetune, save_trained
+from wxb.peft.strategy import apply_strategy, check_finetune, save_finetuned
 from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.load import load_tokenizer
 from wxb.tokenizers.train import tokenizer_from_settings
@@ -143,19 +143,15 @@ def finetune(config: dict[str, Any], *, resume: bool | str = False,
         plots[name] = str(_plot(matrix, labels.names, output_dir / f"confusion_{name}.png",
                                 f"{config.get('name', 'fine-tuned')}: {name} split"))
         log(f"{name}: accuracy {scores['accuracy']:.4f}, macro F1 {scores['f1']:.4f}")
-    model_dir = save_trained(model, output_dir / "model")
-    tokenizer.save(model_dir)
+    saved = save_finetuned(model, tokenizer, output_dir / "model", method)
 
-    curve = output_dir / "loss_curve.png"
     result: dict[str, Any] = {
         **run_summary("text-classify", metrics, trainer, output, budget, start),
-        "trainable_parameters": model.num_parameters(trainable_only=True),
         "memory_mib": memory_mib,
         "examples": {name: len(s.labels) for name, s in splits.items()},
         "labels": labels.names,
-        "model_dir": str(model_dir),
+        **saved,
         "confusion_matrices": plots,
-        "loss_curve": str(curve) if curve.is_file() else None,
         "config": result_config(config, expected, model=model_section, data=data,
                                 finetune=method, training=args.to_dict(),
                                 max_time_seconds=max_time),

@@ -102,7 +102,8 @@ class TimeBudget:
 def run_summary(task: str, metrics: dict[str, float], trainer: Trainer, output: Any,
                 budget: TimeBudget | None, start: float) -> dict[str, Any]:
     """The fields every training pipeline's result.json opens with: the task, its metrics,
-    how far and how long training went, and the model's size."""
+    how far and how long training went, the model's size and the loss curve's PNG."""
+    curve = Path(trainer.args.output_dir) / "loss_curve.png"
     return {
         "task": task,
         "metrics": metrics,
@@ -112,6 +113,8 @@ def run_summary(task: str, metrics: dict[str, float], trainer: Trainer, output: 
         "stopped_by_time_budget": bool(budget and budget.stopped),
         "wall_time_s": round(time.perf_counter() - start, 2),
         "num_parameters": trainer.model.num_parameters(),
+        "trainable_parameters": trainer.model.num_parameters(trainable_only=True),
+        "loss_curve": str(curve) if curve.is_file() else None,
     }
 
 
@@ -188,7 +191,6 @@ def pretrain(config: dict[str, Any], *, resume: bool | str = False,
     # Counted over this call's steps only (a resumed run did the others earlier).
     tokens_seen = (output.metrics["train_steps"] * args.per_device_train_batch_size
                    * args.gradient_accumulation_steps * block)
-    curve = output_dir / "loss_curve.png"
     result: dict[str, Any] = {
         **run_summary("causal-lm", metrics, trainer, output, budget, start),
         "tokens_per_second": round(tokens_seen / runtime, 1) if runtime else None,
@@ -196,7 +198,6 @@ def pretrain(config: dict[str, Any], *, resume: bool | str = False,
                    "vocab_size": tokenizer.vocab_size},
         "best_checkpoint": best,
         "model_dir": str(model_dir),
-        "loss_curve": str(curve) if curve.is_file() else None,
         "samples": drawn,
         "config": result_config(
             config, expected, data=data, tokenizer=tok_section,

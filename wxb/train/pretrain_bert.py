@@ -136,14 +136,12 @@ def pretrain_bert(config: dict[str, Any], *, resume: bool | str = False,
     model_dir = model.save_pretrained(output_dir / "model")
     tokenizer.save(model_dir)
 
-    curve = output_dir / "loss_curve.png"
     result: dict[str, Any] = {
         **run_summary("bert-pretrain", metrics, trainer, output, budget, start),
         "tokenizer_size": tokenizer.vocab_size,
         "documents": {"train": len(train_docs), "validation": len(val_docs)},
         "pairs": {"train": len(train_set), "validation": len(val_set)},
         "model_dir": str(model_dir),
-        "loss_curve": str(curve) if curve.is_file() else None,
         "config": result_config(config, expected, **settings),
     }
     return write_result(result, expected, metrics, output_dir)

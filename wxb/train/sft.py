@@ -41,7 +41,7 @@ from wxb.config import check_section_keys, check_strings, coerce
 from wxb.data.chat import FORMATS, read_conversations
 from wxb.data.text import PaddingCollator
 from wxb.errors import ConfigError
-from wxb.peft.strategy import apply_strategy, check_finetune, save_trained, uses_lora
+from wxb.peft.strategy import apply_strategy, check_finetune, save_finetuned
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 from wxb.train.arguments import TrainingArguments
 from wxb.train.from_config import (
@@ -126,20 +126,15 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
     metrics = {"eval_loss": after, "eval_loss_before": before, "perplexity": math.exp(after)}
     log(f"validation loss on assistant tokens: {before:.4f} before, {after:.4f} after")
     answers_after = answer_prompts(model, tokenizer, samples)
-    model_dir = save_trained(model, output_dir / "model")
-    tokenizer.save(model_dir)
+    saved = save_finetuned(model, tokenizer, output_dir / "model", method)
 
-    curve = output_dir / "loss_curve.png"
     result: dict[str, Any] = {
         **run_summary("sft", metrics, trainer, output, budget, start),
-        "trainable_parameters": model.num_parameters(trainable_only=True),
         "memory_mib": memory_mib,
         "examples": {name: s.to_dict() for name, s in stats.items()},
         "packed_rows": len(train_set) if data["packing"] else None,
         "end_of_turn_token": tokenizer.id_to_token(end) if end is not None else None,
-        "model_dir": str(model_dir),
-        "adapter_dir": str(output_dir / "adapter") if uses_lora(method) else None,
-        "loss_curve": str(curve) if curve.is_file() else None,
+        **saved,
         "samples": [{"prompt": p, "before": a, "after": b}
                     for p, a, b in zip(samples["prompts"], answers_before, answers_after,
                                        strict=True)],

@@ -138,7 +138,6 @@ def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
     model_dir = model.save_pretrained(output_dir / "model")
     tokenizer.save(model_dir)
 
-    curve = output_dir / "loss_curve.png"
     result: dict[str, Any] = {
         **run_summary("token-classify", metrics, trainer, output, budget, start),
         "sentences": {name: len(s) for name, s in splits.items()},
@@ -147,7 +146,6 @@ def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
         "vocab_size": tokenizer.vocab_size,
         "vectors_found": found,
         "model_dir": str(model_dir),
-        "loss_curve": str(curve) if curve.is_file() else None,
         "config": result_config(config, expected, model=model_section, data=data,
                                 training=args.to_dict(), max_time_seconds=max_time),
     }

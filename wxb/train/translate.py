@@ -175,7 +175,6 @@ def train_translation(config: dict[str, Any], *, resume: bool | str = False,
         heatmaps = [str(p) for p in _heatmaps(model, source_tok, target_tok, splits["test"],
                                                gen, output_dir, config.get("name"))]
 
-    curve = output_dir / "loss_curve.png"
     result: dict[str, Any] = {
         **run_summary("translation", metrics, trainer, output, budget, start),
         "examples": {name: len(p) for name, p in splits.items()},
@@ -185,7 +184,6 @@ def train_translation(config: dict[str, Any], *, resume: bool | str = False,
         "samples": samples,
         "model_dir": str(model_dir),
         "attention_heatmaps": heatmaps,
-        "loss_curve": str(curve) if curve.is_file() else None,
         "config": result_config(config, expected, model=model_section, data=data,
                                 teacher_forcing=teacher, generation=generation,
                                 training=args.to_dict(), max_time_seconds=max_time),
