@@ -60,7 +60,7 @@ def read_records(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
             raise DataError(f"{path}, {where}: expected a JSON object, got "
                             f"{type(row).__name__}")
     if not records:
-        raise DataError(f"data file {path} is empty: it holds no conversations")
+        raise DataError(f"data file {path} is empty: it holds no rows")
     return records
 
 

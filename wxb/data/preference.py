@@ -25,8 +25,7 @@ common length so the two halves can be run as one batch of 2 x batch.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from wxb.data.chat import SHAREGPT_ROLES, read_records
 from wxb.data.text import pad
 from wxb.errors import ConfigError, DataError
 
 Messages = list[dict[str, str]]
-# sharegpt's speaker names -> chat roles.
-SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
-                  "assistant": "assistant"}
 # What an encoded pair's item holds besides numbers.
 SEQUENCE_KEYS = {f"{half}_{k}" for half in ("chosen", "rejected") for k in ("input_ids", "labels")}
 
@@ -58,32 +55,7 @@ class PreferencePair:
 def read_preferences(path: str | Path) -> list[PreferencePair]:
     """The preference pairs of a JSON-lines file (or a JSON array); a bad row is a DataError
     that names the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"preference file {path} does not exist")
-    pairs = [preference_pair(row, f"{path}, {where}") for where, row in _rows(path)]
-    if not pairs:
-        raise DataError(f"preference file {path} has no rows")
-    return pairs
-
-
-def _rows(path: Path) -> Iterator[tuple[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if text.lstrip().startswith("["):  # LLaMA-Factory ships its data as one JSON array
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: not a JSON array ({err.msg}, line {err.lineno})") from None
-        yield from ((f"item {i}", row) for i, row in enumerate(items))
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"line {number}", json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}, line {number}: not a JSON object ({err.msg})") from None
+    return [preference_pair(row, f"{path}, {where}") for where, row in read_records(path)]
 
 
 def preference_pair(row: Any, where: str) -> PreferencePair:
