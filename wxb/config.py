@@ -7,6 +7,7 @@ becomes a float and ``learning_rate: fast`` becomes one clear ``ConfigError``.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 import dataclasses
 import types
 import typing
@@ -51,11 +52,25 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
     """Convert ``value`` (often a string from YAML or a flag) to the type ``hint``."""
     args = typing.get_args(hint)
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:
-        if value is None:
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
             return None
-        hint = next(a for a in args if a is not type(None))
+        kinds = [a for a in args if a is not type(None)]
+        if len(kinds) > 1:  # e.g. str | list[str]: the first kind the value fits
+            for kind in kinds:
+                try:
+                    return coerce(name, value, kind)
+                except ConfigError:
+                    continue
+            raise ConfigError(f"{name} must be {' or '.join(_kind_name(k) for k in kinds)}, "
+                              f"got {value!r}")
+        hint = kinds[0]
         origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:  # a choice among names: strategy, format, kind, ...
+        if value not in args:
+            raise ConfigError(f"unknown {name} {value!r}; choose one of: "
+                              f"{', '.join(map(str, args))}")
+        return value
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -75,6 +90,14 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
     if (hint is dict or origin is dict) and not isinstance(value, dict):
         raise ConfigError(f"{name} must be a mapping, got {value!r}")
     return value
+
+
+def _kind_name(hint: Any) -> str:
+    """How an error names a type: "a string", "a list", "a number", ..."""
+    origin = typing.get_origin(hint) or hint
+    return {str: "a string", list: "a list", tuple: "a list", dict: "a mapping", int: "a number",
+            float: "a number", bool: "true or false"}.get(origin, getattr(origin, "__name__",
+                                                                          str(hint)))
 
 
 def _number(name: str, value: Any, kind: type) -> int | float:
@@ -101,3 +124,51 @@ def merge_config(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def lay_over(config: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with command-line ``flags`` laid over it: ``{section: {key: value}}`` or
+    ``{key: value}`` at the top level; a value of None is a flag not given. A model ``type``
+    other than the config's replaces the whole model section, since the fields of another
+    family would not fit the new one."""
+    given: dict[str, Any] = {}
+    for key, value in flags.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+            if value:
+                given[key] = value
+        elif value is not None:
+            given[key] = value
+    merged = copy.deepcopy(config)
+    new_type = (given.get("model") or {}).get("type")
+    if new_type is not None and new_type != (merged.get("model") or {}).get("type"):
+        merged.pop("model", None)
+    return merge_config(merged, given)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file; an empty file is the all-defaults config ``{}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; give a YAML file of sections "
+                          "(model, data, training, ...)")
+    return parse_config(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_config(text: str, source: str) -> dict[str, Any]:
+    """Parse YAML ``text`` (read from ``source``, named in errors) into a config mapping."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"config file {source} is not valid YAML{where}: {problem}") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {source} must be a mapping of sections, got a "
+                          f"{type(config).__name__}")
+    return config

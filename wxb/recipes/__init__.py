@@ -1,53 +1,29 @@
 """YAML recipes reproducing the course's experiments, each with the result it is expected to reach.
 
-A recipe is a training config plus ``name``, ``description``, ``task``, ``expected: {metric,
-at_least | at_most}`` and ``reported`` (what a measured run reached, and where). The task says
-what trains it:
-
-- ``classify`` (the default): a `wxb train` config, run by ``train_from_config``;
-- ``causal-lm``: a pretraining config (corpus, tokenizer, GPT-2 or LLaMA), run by ``pretrain``;
-  it may name ``sample_metrics`` computed on the model's sampled continuations;
-- ``text-classify``: fine-tuning an encoder on labelled text, run by ``finetune``;
-- ``bert-pretrain``: masked-LM + next-sentence pretraining, run by ``pretrain_bert``;
-- ``pretrain-finetune``: both, then the same fine-tuning from random weights, run by
-  ``pretrain_then_finetune`` (its ``pretrain`` and ``finetune`` sections are configs of the two);
-- ``token-classify``: a tagger (NER) trained on CoNLL files, run by ``train_tagger``;
-- ``translation``: Seq2Seq or the Transformer on sentence pairs, scored by BLEU, run by
-  ``train_translation``;
-- ``compare-finetune``: one fine-tuning config trained once per ``variants`` entry (full,
-  LoRA, QLoRA, ...), each in its own process, compared on score, memory and time, run by
-  ``compare_finetune`` (its ``pipeline``: text-classify, sft or dpo);
-- ``sft``: supervised fine-tuning of a causal LM on chat data, run by ``train_sft``;
-- ``dpo``: a causal LM trained on preference pairs with DPO, run by ``train_dpo``;
-- ``reward``: a reward model trained on preference pairs, run by ``train_reward``.
+A recipe is a config of one task plus ``name``, ``description``, ``task``, ``expected: {metric,
+at_least | at_most}`` and ``reported`` (what a measured run reached, and where). ``task`` names
+an entry of the task registry (``wxb.tasks``; ``image-classify`` when absent) and says what
+trains it; ``wxb recipe list`` shows each recipe with its task.
 
 ``run_recipe(name, data_dir)`` runs one and writes ``runs/<name>/result.json``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from wxb.config import merge_config
+from wxb.config import lay_over, merge_config, parse_config
 from wxb.errors import ConfigError, DataError
-from wxb.io import atomic_write_json
-from wxb.train.from_config import SECTIONS, parse_config
 
 # What `wxb train` trains when given no config.
 DEFAULT_TRAIN_RECIPE = "digits-cnn"
-TASKS = ("classify", "causal-lm", "text-classify", "bert-pretrain", "pretrain-finetune",
-         "token-classify", "translation", "compare-finetune", "sft", "dpo", "reward")
+# A recipe that names no task trains an image / feature classifier, as the first ones did.
+DEFAULT_TASK = "image-classify"
 # The data fields that name files (relative to the data folder).
 DATA_FILES = ("path", "train", "validation", "test")
-
-# One line of a Tang poem ends at a full-width comma, full stop, question or exclamation mark,
-# or semicolon: "秦川雄帝宅，函谷壯皇居。" is two lines of five characters.
-POEM_LINE_END = re.compile("[，。？！；]")
-
 
 def recipe_names() -> list[str]:
     """The names of the bundled recipes, sorted."""
@@ -87,34 +63,8 @@ def default_train_config() -> dict[str, Any]:
     result untrue, so only the sections are kept.
     """
     recipe = load_recipe(DEFAULT_TRAIN_RECIPE)
-    return {section: recipe[section] for section in SECTIONS if section in recipe}
-
-
-def is_regular_poem(body: str) -> bool:
-    """Whether every line of ``body`` has 5 characters, or every line has 7 (at least two lines).
-
-    Those are the regular forms of Tang verse (五言 and 七言). Text after the last line end is an
-    unfinished line and counts as a line, so a poem cut off mid-line is not regular.
-    """
-    lines = POEM_LINE_END.split(body.strip())
-    if lines and lines[-1] == "":
-        lines.pop()
-    return len(lines) >= 2 and (all(len(line) == 5 for line in lines)
-                                or all(len(line) == 7 for line in lines))
-
-
-def regular_poem_share(poems: list[str]) -> float:
-    """The share of ``poems`` (bodies, or ``title：body``) whose lines all have 5 or all 7
-    characters; 0.0 for no poems."""
-    if not poems:
-        return 0.0
-    return sum(is_regular_poem(p.split("：", 1)[-1]) for p in poems) / len(poems)
-
-
-# What a causal-lm recipe's ``sample_metrics`` may name.
-SAMPLE_METRICS: dict[str, Callable[[list[str]], float]] = {
-    "regular_poem_share": regular_poem_share,
-}
+    return {k: v for k, v in recipe.items() if k not in ("name", "description", "expected",
+                                                           "reported")}
 
 
 def run_recipe(name: str, data_dir: str | Path | None = None,
@@ -129,77 +79,17 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
     carries ``expected`` (with the measured value and whether it was met) and the recipe's
     ``reported`` numbers.
     """
-    recipe = load_recipe(name)
-    overrides = overrides or {}
-    new_type = (overrides.get("model") or {}).get("type")
-    if new_type is not None and new_type != (recipe.get("model") or {}).get("type"):
-        # Fields of another family would not fit the new one: start from its defaults.
-        recipe.pop("model", None)
-    recipe = merge_config(recipe, overrides)
-    task = recipe.get("task", "classify")
-    if task not in TASKS:
-        raise ConfigError(f"recipe {name}: unknown task {task!r}; choose one of: "
-                          f"{', '.join(TASKS)}")
+    from wxb.tasks import get_task
+
+    recipe = lay_over(load_recipe(name), overrides or {})
+    task = get_task(recipe.get("task", DEFAULT_TASK))
     output_dir = Path("runs") / name if output_dir is None else Path(output_dir)
-    if task != "pretrain-finetune":
-        recipe["training"] = {**(recipe.get("training") or {}), "output_dir": str(output_dir)}
+    recipe["training"] = {**(recipe.get("training") or {}), "output_dir": str(output_dir)}
     for config in (recipe, recipe.get("pretrain"), recipe.get("finetune")):
         if isinstance(config, dict) and isinstance(config.get("data"), dict):
             config["data"] = _resolve_data(config["data"], data_dir, name)
-    if task == "classify":
-        from wxb.train.from_config import train_from_config
-
-        result = train_from_config(recipe)
-    elif task == "text-classify":
-        from wxb.train.finetune import finetune
-
-        _check_earlier_run(recipe, name)
-
-        result = finetune(recipe, log=log)
-    elif task == "bert-pretrain":
-        from wxb.train.pretrain_bert import pretrain_bert
-
-        result = pretrain_bert(recipe, log=log)
-    elif task == "pretrain-finetune":
-        from wxb.train.pretrain_bert import pretrain_then_finetune
-
-        result = pretrain_then_finetune(recipe, output_dir, log=log)
-    elif task == "token-classify":
-        from wxb.train.tagging import train_tagger
-
-        result = train_tagger(recipe, log=log)
-    elif task == "compare-finetune":
-        from wxb.train.compare import compare_finetune
-
-        _check_earlier_run(recipe, name)
-        result = compare_finetune(recipe, log=log)
-    elif task == "sft":
-        from wxb.train.sft import train_sft
-
-        _check_earlier_run(recipe, name)
-        result = train_sft(recipe, log=log)
-    elif task in ("dpo", "reward"):
-        from wxb.train.dpo import train_dpo, train_reward
-
-        _check_earlier_run(recipe, name)
-        result = (train_dpo if task == "dpo" else train_reward)(recipe, log=log)
-    elif task == "translation":
-        from wxb.train.translate import train_translation
-
-        result = train_translation(recipe, log=log)
-    else:
-        from wxb.train.pretrain import pretrain
-
-        metric_names = recipe.pop("sample_metrics", None) or []
-        unknown = sorted(set(metric_names) - set(SAMPLE_METRICS))
-        if unknown:
-            raise ConfigError(f"recipe {name}: unknown sample metric {unknown[0]!r}; known: "
-                              f"{', '.join(SAMPLE_METRICS)}")
-        result = pretrain(recipe, log=log,
-                          sample_metrics={m: SAMPLE_METRICS[m] for m in metric_names})
-    result = {"recipe": name, **result, "reported": recipe.get("reported")}
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    _check_earlier_run(recipe, name)
+    return task.run(recipe, log=log)
 
 
 def _check_earlier_run(recipe: dict[str, Any], name: str) -> None:

@@ -1,0 +1,1 @@
+"""Causal language models (task ``causal-lm``): pretraining in ``train``, completion and chat in ``pipeline``."""

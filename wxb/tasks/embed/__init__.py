@@ -1,0 +1,1 @@
+"""Sentence embeddings (task ``embed``): the ``pipeline`` pools an encoder as sentence-transformers does."""

@@ -1,0 +1,1 @@
+"""Supervised fine-tuning of a causal LM on chat data (task ``sft``, ``train``)."""

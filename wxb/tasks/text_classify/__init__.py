@@ -1,0 +1,1 @@
+"""Text classification (task ``text-classify``): fine-tuning in ``train``, the classifier in ``pipeline``."""

@@ -1,0 +1,1 @@
+"""Sequence tagging, named entities (task ``token-classify``): ``train`` and the ``pipeline``."""
