@@ -24,7 +24,7 @@ import transformers
 from timing import best_time
 
 import wxb
-from wxb.tasks.embed import pool
+from wxb.tasks.embed.pipeline import pool
 
 LENGTH = 128
 

@@ -14,8 +14,7 @@ import time
 
 import torch
 
-from wxb.recipes import load_recipe
-from wxb.train.from_config import train_from_config, with_overrides
+from wxb.recipes import load_recipe, run_recipe
 
 
 def main() -> None:
@@ -24,7 +23,7 @@ def main() -> None:
         recipe = load_recipe(name)
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            run = train_from_config(with_overrides(recipe, training={"output_dir": out}))
+            run = run_recipe(name, output_dir=out)
             seconds = time.perf_counter() - start
         result[name] = {"test_accuracy": round(run["metrics"]["eval_accuracy"], 4),
                         "expected_at_least": recipe["expected"]["at_least"],

@@ -11,8 +11,7 @@ import pytest
 
 import wxb
 from wxb.cli import main
-from wxb.recipes import load_recipe, recipe_names
-from wxb.train.from_config import train_from_config, with_overrides
+from wxb.recipes import load_recipe, recipe_names, run_recipe
 
 
 @pytest.fixture(autouse=True)
@@ -206,7 +205,7 @@ def test_the_digits_recipes_are_bundled():
 def test_digits_recipe_reaches_its_expected_accuracy(tmp_path, name):
     # The wall time (under a minute each) is measured by benchmarks/digits.py, not asserted here.
     recipe = load_recipe(name)
-    result = train_from_config(with_overrides(recipe, training={"output_dir": str(tmp_path)}))
+    result = run_recipe(name, output_dir=tmp_path)
     expected = recipe["expected"]
     accuracy = result["metrics"][expected["metric"]]
     assert accuracy >= expected["at_least"], f"{name}: {accuracy:.4f} < {expected['at_least']}"

@@ -13,7 +13,7 @@ from wxb.errors import ConfigError
 from wxb.generation import generate
 from wxb.models.gpt2 import GPT2Config, GPT2LMHeadModel
 from wxb.models.mlp import MLPConfig, MLPForClassification
-from wxb.tasks import Chat, complete, load_causal_lm, stream_completion
+from wxb.tasks.causal_lm.pipeline import Chat, complete, load_causal_lm, stream_completion
 from wxb.tokenizers.char import CharTokenizer
 from wxb.tokenizers.chat import CHATML
 

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 
 from wxb.errors import ConfigError, DataError
-from wxb.recipes import (
-    is_regular_poem,
-    load_recipe,
-    recipe_names,
-    regular_poem_share,
-    run_recipe,
-)
-from wxb.train.pretrain import pretrain
+from wxb.recipes import load_recipe, recipe_names, run_recipe
+from wxb.tasks.causal_lm.samples import is_regular_poem, regular_poem_share
+from wxb.tasks.causal_lm.train import pretrain
 
 TINY_GPT = {"type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 32}
 TINY_LLAMA = {"type": "llama", "num_hidden_layers": 1, "num_attention_heads": 2,

@@ -17,11 +17,11 @@ from wxb.data.pairs import Seq2SeqCollator, encode_pairs, sentence_pairs, split_
 from wxb.data.text import read_rows
 from wxb.errors import ConfigError, DataError
 from wxb.metrics import corpus_bleu
-from wxb.tasks.pipeline import pipeline
+from wxb.tasks import pipeline
+from wxb.tasks.translation.train import train_translation
 from wxb.tokenizers.char import CharTokenizer
 from wxb.train.arguments import TrainingArguments
 from wxb.train.trainer import Trainer
-from wxb.train.translate import train_translation
 
 # A toy language: each letter has a "translation" (its capital), written in reverse order.
 LETTERS = "abcdefgh"

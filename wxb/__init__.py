@@ -35,7 +35,7 @@ def __getattr__(name: str):
 
         return load_tokenizer
     if name == "pipeline":
-        from wxb.tasks.pipeline import pipeline
+        from wxb.tasks import pipeline
 
         return pipeline
     if name == "from_pretrained":

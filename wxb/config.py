@@ -7,10 +7,10 @@ becomes a float and ``learning_rate: fast`` becomes one clear ``ConfigError``.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from wxb.errors import ConfigError

@@ -22,10 +22,9 @@ import numpy as np
 
 from wxb.data import python_help_text
 from wxb.io import atomic_write_json, atomic_write_text
-from wxb.recipes import load_recipe
+from wxb.recipes import load_recipe, run_recipe
 from wxb.scratch import MLP
-from wxb.train.from_config import train_from_config, with_overrides
-from wxb.train.pretrain import pretrain
+from wxb.tasks import run_task
 from wxb.viz import plot_loss_curves
 
 DEMO_RECIPES = ("digits-mlp", "digits-cnn")
@@ -68,7 +67,7 @@ def run_demo(output_dir: str | Path = "runs/demo", *, gpt_seconds: float = 120,
         recipe = load_recipe(name)
         log(f"{name}: {recipe['description']}")
         run_dir = output_dir / name
-        result = train_from_config(with_overrides(recipe, training={"output_dir": str(run_dir)}))
+        result = run_recipe(name, output_dir=run_dir)
         expected = result["expected"]
         runs.append({
             "name": name, "description": recipe["description"],
@@ -93,7 +92,7 @@ def _gpt(run_dir: Path, seconds: float) -> dict[str, Any]:
     config["training"]["output_dir"] = str(run_dir)
     config["data"]["path"] = str(corpus)
     config["max_time_seconds"] = seconds
-    result = pretrain(config)
+    result = run_task("causal-lm", config)
     return {"description": GPT_DESCRIPTION, "eval_loss": result["metrics"]["eval_loss"],
             "steps": result["steps"], "num_parameters": result["num_parameters"],
             "wall_time_s": result["wall_time_s"], "loss_curve": result["loss_curve"],

@@ -24,10 +24,12 @@ from wxb.cli import (
     version,
 )
 from wxb.errors import WxbError
+from wxb.tasks import TASKS
 
 app = typer.Typer(
     name="wxb",
     help="wxb: from Wx+b to LLaMA, every model of deep learning for language from scratch.",
+    epilog=f"Tasks: {', '.join(TASKS)} (what each does: wxb recipe tasks).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

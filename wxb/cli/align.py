@@ -66,9 +66,9 @@ def dpo(
 
     Example: wxb align dpo dpo.yaml --loss-type ipo --output-dir runs/ipo
     """
-    from wxb.config import merge_config
-    from wxb.train.dpo import train_dpo
-    from wxb.train.from_config import load_config
+    from wxb.cli.report import print_result
+    from wxb.config import lay_over, load_config
+    from wxb.tasks import run_task
 
     base = load_config(config) if config is not None else {}
     flags = {
@@ -81,14 +81,4 @@ def dpo(
                      "max_steps": max_steps, "per_device_train_batch_size": batch_size,
                      "learning_rate": lr, "seed": seed},
     }
-    given = {name: {k: v for k, v in values.items() if v is not None}
-             for name, values in flags.items()}
-    result = train_dpo(merge_config(base, {k: v for k, v in given.items() if v}),
-                       resume=resume, log=print)
-    m = result["metrics"]
-    print(f"model      {result['num_parameters']:,} parameters "
-          f"({result['trainable_parameters']:,} trained), saved in {result['model_dir']}")
-    print(f"held out   reward accuracy {m['eval_rewards/accuracies_before']:.4f} -> "
-          f"{m['eval_rewards/accuracies']:.4f}, margin {m['eval_rewards/margins_before']:.4f} "
-          f"-> {m['eval_rewards/margins']:.4f}")
-    print(f"result     {Path(result['config']['training']['output_dir']) / 'result.json'}")
+    print_result(run_task("dpo", lay_over(base, flags), resume=resume, log=print))

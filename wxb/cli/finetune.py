@@ -8,17 +8,14 @@ from typing import Annotated
 
 import typer
 
-from wxb.errors import ConfigError
-
-TASKS = ("text-classify", "sft", "token-classify")
-
 
 def finetune(
     config: Annotated[Path | None, typer.Argument(
         help="YAML config with sections model, data, finetune, training", show_default=False)]
     = None,
     task: Annotated[str | None, typer.Option(
-        help="text-classify (default), sft (chat data), token-classify (CoNLL)")] = None,
+        help="text-classify (default), sft (chat data), token-classify (CoNLL), or another "
+             "task of `wxb recipe tasks`")] = None,
     model: Annotated[str | None, typer.Option(
         help="checkpoint folder or hub id, e.g. sentence-transformers/all-MiniLM-L6-v2")] = None,
     chat_template: Annotated[str | None, typer.Option(
@@ -85,11 +82,13 @@ def finetune(
     Example: wxb finetune ner.yaml --train conll2003/train.txt --epochs 5 (ner.yaml: task:
     token-classify, model: {type: rnn, case_embedding_size: 16})
     """
-    from wxb.train.finetune import finetune as run
-    from wxb.train.from_config import load_config
+    from wxb.cli.report import print_result
+    from wxb.config import lay_over, load_config
+    from wxb.tasks import get_task
 
     base = load_config(config) if config is not None else {}
-    sections = {
+    flags = {
+        "task": task,
         "model": {"pretrained": model, "chat_template": chat_template},
         "data": {"train": train, "validation": validation, "test": test,
                  "text_column": text_column, "text_pair_column": text_pair_column,
@@ -103,54 +102,6 @@ def finetune(
                      "learning_rate": lr, "seed": seed,
                      "neftune_noise_alpha": neftune_alpha},
     }
-    for name, flags in sections.items():
-        given = {k: v for k, v in flags.items() if v is not None}
-        if given:
-            base[name] = {**(base.get(name) or {}), **given}
-    if task is not None:
-        base["task"] = task
-    if base.get("task", "text-classify") not in TASKS:
-        raise ConfigError(f"unknown task {base['task']!r}; wxb finetune runs: {', '.join(TASKS)}")
-    if base.get("task") == "token-classify":
-        _tag(base, resume)
-        return
-    if base.get("task") == "sft":
-        _sft(base, resume)
-        return
-    result = run(base, resume=resume, log=print)
-    print(f"model      {result['num_parameters']:,} parameters "
-          f"({result['trainable_parameters']:,} trained), saved in {result['model_dir']}")
-    for split, prefix in (("validation", "eval"), ("test", "test")):
-        if f"{prefix}_accuracy" in result["metrics"]:
-            m = result["metrics"]
-            print(f"{split:<10} accuracy {m[f'{prefix}_accuracy']:.4f}, macro F1 "
-                  f"{m[f'{prefix}_f1']:.4f}, confusion matrix "
-                  f"{result['confusion_matrices'][split]}")
-    print(f"result     {Path(result['config']['training']['output_dir']) / 'result.json'}")
-
-
-def _tag(config: dict, resume: bool) -> None:
-    from wxb.train.tagging import SCORED_SPLITS, train_tagger
-
-    result = train_tagger(config, resume=resume, log=print)
-    print(f"model      {result['num_parameters']:,} parameters, saved in {result['model_dir']}")
-    m = result["metrics"]
-    for split, prefix in SCORED_SPLITS:
-        if f"{prefix}_entity_f1" in m:
-            print(f"{split:<10} entity F1 {m[f'{prefix}_entity_f1']:.4f}, token F1 without O "
-                  f"{m[f'{prefix}_token_f1_without_o']:.4f}")
-    print(f"result     {Path(result['config']['training']['output_dir']) / 'result.json'}")
-
-
-def _sft(config: dict, resume: bool) -> None:
-    from wxb.train.sft import train_sft
-
-    result = train_sft(config, resume=resume, log=print)
-    m = result["metrics"]
-    print(f"model      {result['num_parameters']:,} parameters "
-          f"({result['trainable_parameters']:,} trained), saved in {result['model_dir']}")
-    print(f"validation loss on the answers {m['eval_loss_before']:.4f} before, "
-          f"{m['eval_loss']:.4f} after (perplexity {m['perplexity']:.2f})")
-    for sample in result["samples"]:
-        print(f"{sample['prompt']}\n  before: {sample['before']}\n  after:  {sample['after']}")
-    print(f"result     {Path(result['config']['training']['output_dir']) / 'result.json'}")
+    settings = lay_over(base, flags)
+    task_ = get_task(settings.get("task", "text-classify"))
+    print_result(task_.run(settings, resume=resume, log=print))

@@ -41,7 +41,7 @@ def generate(
 
     Example: wxb generate --model runs/shakespeare-char/model --prompt "ROMEO:" --top-k 20
     """
-    from wxb.tasks import complete, load_causal_lm, stream_completion
+    from wxb.tasks.causal_lm.pipeline import complete, load_causal_lm, stream_completion
 
     lm, tokenizer = load_causal_lm(model)
     settings = _settings(max_new_tokens, sample and num_beams == 1, temperature, top_k, top_p,
@@ -71,7 +71,7 @@ def chat(
 
     Example: wxb chat --model runs/sft-chat-zh/model --system "You are helpful."
     """
-    from wxb.tasks import Chat, load_causal_lm
+    from wxb.tasks.causal_lm.pipeline import Chat, load_causal_lm
 
     lm, tokenizer = load_causal_lm(model)
     conversation = Chat(lm, tokenizer, system,

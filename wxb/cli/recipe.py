@@ -15,20 +15,46 @@ recipe_app = typer.Typer(help="Run the course's experiments (YAML recipes).",
 
 @recipe_app.command("list")
 def list_recipes() -> None:
-    """List the bundled recipes with their description and expected result.
+    """List the bundled recipes with their task, description and expected result, then the
+    tasks.
 
     Example: wxb recipe list
     """
-    from wxb.recipes import load_recipe, recipe_names
+    from wxb.recipes import DEFAULT_TASK, load_recipe, recipe_names
 
     for name in recipe_names():
         recipe = load_recipe(name)
         expected = recipe.get("expected") or {}
         goal = "; ".join(" ".join(f"{k} {v}" for k, v in e.items())
                          for e in (expected if isinstance(expected, list) else [expected]))
-        print(f"{name:<20} {recipe.get('description', '').strip()[:70]}")
+        print(f"{name:<20} [{recipe.get('task', DEFAULT_TASK)}] "
+              f"{recipe.get('description', '').strip()[:60]}")
         if goal:
             print(f"{'':<20} expected: {goal}")
+    print()
+    tasks()
+
+
+@recipe_app.command("tasks")
+def tasks() -> None:
+    """List the tasks a recipe (or `wxb train`, `wxb finetune`, `wxb.pipeline`) can name.
+
+    Example: wxb recipe tasks
+    """
+    print(tasks_help())
+
+
+def tasks_help() -> str:
+    """The registry as lines: each task, what it does, whether it trains and serves."""
+    from wxb.tasks import TASKS
+
+    lines = ["tasks (train: a recipe's task; pipeline: wxb.pipeline(name, folder)):"]
+    for task in TASKS.values():
+        uses = "/".join(u for u, on in (("train", task.train), ("pipeline", task.pipeline))
+                        if on)
+        aliases = f" (also {', '.join(task.aliases)})" if task.aliases else ""
+        lines.append(f"  {task.name:<18} {uses:<15} {task.summary}{aliases}")
+    return "\n".join(lines)
 
 
 @recipe_app.command("run")

@@ -1,4 +1,4 @@
-"""`wxb train`: train a classifier from a YAML config, with flags laid over it."""
+"""`wxb train`: train what a YAML config describes, with flags laid over it."""
 
 from __future__ import annotations
 
@@ -26,18 +26,19 @@ def train(
         help="constant, constant_with_warmup, linear, cosine or cosine_with_restarts")] = None,
     warmup_steps: Annotated[int | None, typer.Option(help="learning-rate warm-up steps")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of the weights and the data order")] = None,
-    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16",
-                                              help="autocast to bfloat16")] = None,
+    bf16: Annotated[str | None, typer.Option(
+        help="autocast to bfloat16: true, false or auto (where the hardware has it)")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="continue the run in the output dir from its last checkpoint")] = False,
     resume_from: Annotated[Path | None, typer.Option(
         help="continue from this run folder or checkpoint-* folder", show_default=False)] = None,
 ) -> None:
-    """Train a classifier from a YAML config; flags override the config's values.
+    """Train what a YAML config describes (any task: its `task:` key, by default an
+    image / feature classifier); flags override the config's values.
 
     With no config it runs the digits-cnn recipe: a CNN on the built-in 8x8 digits.
     The run folder gets checkpoints, log.jsonl, loss_curve.png,
-    the best model (model/) and result.json.
+    the model (model/) and result.json. The tasks: see `wxb recipe tasks`.
 
     Example: wxb train run.yaml --epochs 5 --lr 1e-3
 
@@ -45,24 +46,21 @@ def train(
 
     Example: wxb train run.yaml --resume
     """
-    from wxb.recipes import default_train_config
-    from wxb.train.from_config import load_config, train_from_config, with_overrides
+    from wxb.cli.report import print_result
+    from wxb.config import lay_over, load_config
+    from wxb.recipes import DEFAULT_TASK, default_train_config
+    from wxb.tasks import get_task
+    from wxb.tasks.image_classify.train import with_data
 
-    training = {"output_dir": output_dir, "num_train_epochs": epochs, "max_steps": max_steps,
-                "per_device_train_batch_size": batch_size, "learning_rate": lr, "optim": optim,
-                "lr_scheduler_type": scheduler, "warmup_steps": warmup_steps, "seed": seed,
-                "bf16": bf16}
-    given = {name: value for name, value in training.items() if value is not None}
     base = load_config(config) if config is not None else default_train_config()
-    result = train_from_config(with_overrides(base, model=model, data=data, training=given),
-                               resume=str(resume_from) if resume_from else resume)
-
-    metrics = result["metrics"]
-    model_config = result["config"]["model"]
-    print(f"model      {model_config['type']}, {result['num_parameters']:,} parameters, "
-          f"saved in {result['model_dir']}")
-    print(f"test       accuracy {metrics['eval_accuracy']:.4f}, loss {metrics['eval_loss']:.4f}")
-    print(f"training   {result['steps']} steps, {result['wall_time_s']:.1f} s")
-    if result["loss_curve"]:
-        print(f"loss curve {result['loss_curve']}")
-    print(f"result     {Path(result['config']['training']['output_dir']) / 'result.json'}")
+    if data is not None:
+        base = with_data(base, data)
+    flags = {"model": {"type": model},
+             "training": {"output_dir": output_dir, "num_train_epochs": epochs,
+                          "max_steps": max_steps, "per_device_train_batch_size": batch_size,
+                          "learning_rate": lr, "optim": optim, "lr_scheduler_type": scheduler,
+                          "warmup_steps": warmup_steps, "seed": seed, "bf16": bf16}}
+    task = get_task(base.get("task", DEFAULT_TASK))
+    result = task.run(lay_over(base, flags), resume=str(resume_from) if resume_from else resume,
+                      log=print)
+    print_result(result)

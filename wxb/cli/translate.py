@@ -23,7 +23,7 @@ def translate(
 
     Example: wxb translate --model runs/zh-en-seq2seq/model "我很好。" --attention att.png
     """
-    from wxb.tasks.translate import Translator
+    from wxb.tasks.translation.pipeline import Translator
 
     translator = Translator(model, num_beams=num_beams, max_new_tokens=max_new_tokens)
     for answer in translator(text):

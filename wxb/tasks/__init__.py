@@ -57,15 +57,18 @@ class Task:
 
 
 TASKS: dict[str, Task] = {}
-# Old names kept working. "classify" meant two things: a config's image/feature classifier,
-# and wxb.pipeline's text classifier; each use keeps its old meaning.
-LEGACY = {"classify": {"train": "image-classify", "pipeline": "text-classify"}}
+# The older names, kept working where they were used: a config's ``task: classify`` was the
+# image / feature classifier, while ``wxb.pipeline("classify")`` was the text classifier.
+OLD_NAMES = {"train": {"classify": "image-classify"},
+             "pipeline": {"classify": "text-classify", "tag": "token-classify",
+                          "translate": "translation"}}
 
 
 def register(task: Task) -> Task:
     """Add ``task`` to the registry (a name or alias already taken is refused)."""
     taken = {n for t in TASKS.values() for n in (t.name, *t.aliases)}
-    clash = sorted({task.name, *task.aliases} & (taken | set(LEGACY)))
+    old = {n for names in OLD_NAMES.values() for n in names}
+    clash = sorted({task.name, *task.aliases} & (taken | old))
     if clash and TASKS.get(task.name) != task:
         raise ConfigError(f"task name {clash[0]!r} is taken; the tasks are: "
                           f"{', '.join(TASKS)}")
@@ -79,13 +82,15 @@ def unregister(name: str) -> None:
 
 
 def get_task(name: str, *, use: str = "train") -> Task:
-    """The task called ``name`` (or one of its aliases); ``use`` ("train" or "pipeline")
-    decides what the old name "classify" means."""
-    if name in LEGACY:
-        name = LEGACY[name][use]
+    """The task called ``name`` (or one of its aliases, or an older name of its ``use``:
+    "train" or "pipeline")."""
+    name = OLD_NAMES[use].get(name, name)
     for task in TASKS.values():
         if name == task.name or name in task.aliases:
             return task
+    if use == "pipeline":
+        raise ConfigError(f"unknown pipeline task {name!r}; choose one of: "
+                          f"{', '.join(task_names(serves=True))}")
     raise ConfigError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
 
 
@@ -127,18 +132,16 @@ register(Task("text-classify", "fine-tune an encoder (or train an RNN) to label 
 register(Task("token-classify", "a tagger for named entities, trained on CoNLL files",
               train="wxb.tasks.token_classify.train:train_tagger",
               pipeline="wxb.tasks.token_classify.pipeline:Tagger",
-              aliases=("token-classification", "tag", "ner")))
+              aliases=("token-classification",)))
 register(Task("translation", "Seq2Seq or the Transformer on sentence pairs, scored by BLEU",
               train="wxb.tasks.translation.train:train_translation",
-              pipeline="wxb.tasks.translation.pipeline:Translator",
-              aliases=("translate",)))
+              pipeline="wxb.tasks.translation.pipeline:Translator"))
 register(Task("causal-lm", "pretrain GPT-2 or LLaMA on text, then sample from it",
               train="wxb.tasks.causal_lm.train:pretrain",
               pipeline="wxb.tasks.causal_lm.pipeline:TextGenerator",
               aliases=("text-generation",)))
 register(Task("bert-pretrain", "pretrain BERT with masked-LM and next-sentence prediction",
-              train="wxb.tasks.bert_pretrain.train:pretrain_bert",
-              aliases=("fill-mask",)))
+              train="wxb.tasks.bert_pretrain.train:pretrain_bert"))
 register(Task("pretrain-finetune", "pretrain BERT, then fine-tune it and a random twin",
               train="wxb.tasks.bert_pretrain.then_finetune:pretrain_then_finetune"))
 register(Task("sft", "supervised fine-tuning of a causal LM on chat data",

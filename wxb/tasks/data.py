@@ -54,5 +54,5 @@ def require(section: Section, key: str, what: str) -> Any:
     """``section.key``, or one line saying it is required and what it holds."""
     value = getattr(section, key)
     if value is None:
-        raise ConfigError(f"{section.name}.{key} is required: {what}")
+        raise ConfigError(f"{section.section_name}.{key} is required: {what}")
     return value

@@ -1,12 +1,16 @@
 """Building and loading the models that several tasks share: a family's class with a given
-head, and a causal LM set up for chat."""
+head, and a causal LM set up for chat; the ``model`` section of the tasks that fine-tune a
+causal LM (sft, dpo, reward) and the ``finetune`` section that says what trains."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from wxb.errors import ConfigError
 from wxb.models import registry
+from wxb.tasks.data import require
+from wxb.tasks.sections import Section
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 
 # A model class's head (the end of its name) -> its name in messages, and what it is for.
@@ -32,8 +36,9 @@ def head_architecture(model_type: str, head: str = "SequenceClassification") -> 
 def load_chat_model(pretrained: str, chat_template: str | None = None, *,
                     require_template: bool = True) -> tuple[Any, Any]:
     """The causal LM of the folder or hub id ``pretrained`` and its tokenizer, with the
-    ``chat_template`` (a built-in name or a Jinja template; default: the tokenizer's own) and the template's end-of-turn token as an eos of the model. Without
-    ``require_template`` a tokenizer may have no template (prompts given as plain text)."""
+    ``chat_template`` (a built-in name or a Jinja template; default: the tokenizer's own),
+    and the template's end-of-turn token as an eos of the model. Without ``require_template``
+    a tokenizer may have no template (prompts given as plain text)."""
     from wxb.align.sft import end_of_turn_id
     from wxb.hub import from_pretrained, resolve
     from wxb.models.decoder import CausalLMBase
@@ -70,3 +75,40 @@ def pad_id(tokenizer: Any) -> int:
     return 0
 
 
+@dataclasses.dataclass
+class ChatModelSection(Section):
+    """The causal LM a task fine-tunes: the folder or hub id ``pretrained`` (with its
+    tokenizer), and the ``chat_template`` (chatml | llama3 | a Jinja template) for a tokenizer
+    that has none, or to replace its own."""
+
+    pretrained: str | None = None
+    chat_template: str | None = None
+
+    def check(self) -> None:
+        require(self, "pretrained", "the causal LM folder (with its tokenizer) to fine-tune, "
+                "e.g. model: {pretrained: runs/base/model}")
+
+
+@dataclasses.dataclass
+class FinetuneSection(Section):
+    """What trains: ``strategy`` (full, freezing, LoRA, QLoRA) and its settings. The keys,
+    their defaults and checks are ``wxb.peft.strategy.check_finetune``'s, the one definition
+    that every fine-tuning task reads; ``method`` is the checked mapping that
+    ``apply_strategy`` and ``save_finetuned`` take."""
+
+    extra_fields = True
+
+    def check(self) -> None:
+        # Imported here: the strategies reach the Trainer's callbacks, and inference modules
+        # import this one.
+        from wxb.peft.strategy import check_finetune
+
+        self.extra = check_finetune(self.extra)
+
+    @property
+    def method(self) -> dict[str, Any]:
+        return self.extra
+
+    @property
+    def strategy(self) -> str:
+        return self.extra["strategy"]

@@ -57,10 +57,12 @@ class Run:
             raise ConfigError(f"a {task} config must be a mapping with sections "
                               f"{', '.join(sections)}")
         self.config = copy.deepcopy(config)
-        unknown = sorted(set(self.config) - set(sections) - set(COMMON_KEYS) - set(extra_keys))
+        # Every task trains with TrainingArguments: its ``training`` section (``arguments``).
+        names = (*sections, "training")
+        unknown = sorted(set(self.config) - set(names) - set(COMMON_KEYS) - set(extra_keys))
         if unknown:
-            raise ConfigError(f"unknown config section {unknown[0]!r}; the sections of a {task} "
-                              f"config are: {', '.join(sections)} (recipes add "
+            raise ConfigError(f"unknown config section {unknown[0]!r}; a {task} config has the "
+                              f"sections {', '.join(names)} (recipes add "
                               f"{', '.join((*COMMON_KEYS, *extra_keys))})")
         self.sections = {name: cls.from_dict(self.config.get(name), name)
                          for name, cls in sections.items()}

@@ -47,7 +47,7 @@ class Section:
         section = cls(**{k: v for k, v in values.items() if k in known})
         coerce_fields(section, owner=name)
         section.extra = {k: values[k] for k in unknown}
-        section.name = name
+        section.section_name, section.keys = name, tuple(values)  # the keys the config gave
         section.check()
         return section
 
@@ -65,7 +65,7 @@ class Section:
 
     def fail(self, message: str) -> ConfigError:
         """A ConfigError about this section: ``raise self.fail("give x or y")``."""
-        return ConfigError(f"{getattr(self, 'name', type(self).__name__)}: {message}")
+        return ConfigError(f"{getattr(self, 'section_name', type(self).__name__)}: {message}")
 
 
 def choose(name: str, value: Any, choices: tuple[str, ...], what: str = "") -> str:

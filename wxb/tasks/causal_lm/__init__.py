@@ -1,1 +1,2 @@
-"""Causal language models (task ``causal-lm``): pretraining in ``train``, completion and chat in ``pipeline``."""
+"""Causal language models (task ``causal-lm``): pretraining in ``train``, completion and chat in
+``pipeline``."""

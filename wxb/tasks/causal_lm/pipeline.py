@@ -88,3 +88,26 @@ class Chat:
             yield piece
         answer = "".join(pieces).strip()
         self.messages.append({"role": "assistant", "content": answer})
+
+
+class TextGenerator:
+    """``generator(prompts, max_new_tokens=50)`` -> ``[{"generated_text": prompt +
+    continuation}]`` per prompt, as ``transformers``' text-generation pipeline answers (with
+    ``return_full_text=False``, the continuation alone). ``generate_kwargs`` given here are
+    defaults for every call."""
+
+    def __init__(self, folder: str | Path, device: str | torch.device | None = None,
+                 **generate_kwargs: Any) -> None:
+        model, self.tokenizer = load_causal_lm(folder)
+        self.model = model.to(device or "cpu")
+        self.defaults = generate_kwargs
+
+    def __call__(self, prompts: str | list[str], *, return_full_text: bool = True,
+                 **generate_kwargs: Any) -> list[dict[str, str]] | list[list[dict[str, str]]]:
+        single = isinstance(prompts, str)
+        answers = []
+        for prompt in [prompts] if single else prompts:
+            text = complete(self.model, self.tokenizer, prompt,
+                            **{**self.defaults, **generate_kwargs})
+            answers.append([{"generated_text": prompt + text if return_full_text else text}])
+        return answers[0] if single else answers

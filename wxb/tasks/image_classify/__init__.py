@@ -1,1 +1,2 @@
-"""Classifying images and feature vectors with an MLP or a CNN (task ``image-classify``; ``train``)."""
+"""Classifying images and feature vectors with an MLP or a CNN (task ``image-classify``;
+``train``)."""
