@@ -2,7 +2,7 @@
 
 One step of each, for input x_t and previous state h (and cell c), in PyTorch's gate order:
 
-    RNN    h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
+    RNN    h' = tanh(W_ih x + b_ih + W_hh h + b_hh)            (or relu, ``nonlinearity="relu"``)
     LSTM   i, f, g, o = W_ih x + b_ih + W_hh h + b_hh          (four blocks of hidden_size)
            c' = sigmoid(f) * c + sigmoid(i) * tanh(g);  h' = sigmoid(o) * tanh(c')
     GRU    r, z, n_x = W_ih x + b_ih;  r_h, z_h, n_h = W_hh h + b_hh
@@ -14,7 +14,8 @@ them in training), optionally bidirectional, over padded batches: given each seq
 a padded step leaves the state unchanged and outputs zeros, and the backward direction starts at
 each sequence's true end. The parameters have ``torch.nn.LSTM``'s names and shapes
 (``weight_ih_l0``, ``weight_hh_l0_reverse``, ...), so a state dict moves between the two, and
-``impl="torch"`` runs the same parameters through PyTorch's fused kernels.
+``impl="torch"`` runs the same parameters through PyTorch's fused kernels. ``wxb.nn.rnn`` wraps
+this class in ``torch.nn.RNN/LSTM/GRU``'s own calling convention.
 
 The input projections W_ih x of all time steps are one matrix product before the loop; the loop
 does only the W_hh h product and the gates.
@@ -32,13 +33,14 @@ from wxb.nn.dropout import dropout
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 IMPLS = ("wxb", "torch")
+NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 def rnn_cell(xw: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor,
-             b_hh: torch.Tensor | None) -> torch.Tensor:
-    """One tanh-RNN step; ``xw`` is W_ih x + b_ih, already computed."""
-    return torch.tanh(xw + _linear(h, w_hh, b_hh))
+             b_hh: torch.Tensor | None, nonlinearity: str = "tanh") -> torch.Tensor:
+    """One Elman-RNN step (tanh or relu); ``xw`` is W_ih x + b_ih, already computed."""
+    return NONLINEARITIES[nonlinearity](xw + _linear(h, w_hh, b_hh))
 
 
 def lstm_cell(xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_hh: torch.Tensor,
@@ -74,7 +76,9 @@ class Recurrent(nn.Module):
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, *,
                  bias: bool = True, bidirectional: bool = False, dropout: float = 0.0,
-                 impl: str = "wxb") -> None:
+                 impl: str = "wxb", nonlinearity: str = "tanh",
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if mode not in GATES:
             raise ConfigError(f"unknown recurrent mode {mode!r}; choose one of: "
@@ -85,21 +89,25 @@ class Recurrent(nn.Module):
             raise ConfigError("input_size, hidden_size and num_layers must be at least 1")
         if not 0 <= dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
-        self.mode, self.impl = mode, impl
+        if nonlinearity not in NONLINEARITIES or (mode != "rnn" and nonlinearity != "tanh"):
+            raise ConfigError(f"unknown nonlinearity {nonlinearity!r} for {mode}; the rnn mode "
+                              f"takes one of: {', '.join(NONLINEARITIES)}, the others tanh")
+        self.mode, self.impl, self.nonlinearity = mode, impl, nonlinearity
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.bidirectional, self.dropout = bias, bidirectional, dropout
         directions = 2 if bidirectional else 1
         width = GATES[mode] * hidden_size
+        factory = {"device": device, "dtype": dtype}
         for layer in range(num_layers):
             inputs = input_size if layer == 0 else hidden_size * directions
             for suffix in self._suffixes(layer):
                 self.register_parameter(f"weight_ih{suffix}",
-                                        nn.Parameter(torch.empty(width, inputs)))
+                                        nn.Parameter(torch.empty(width, inputs, **factory)))
                 self.register_parameter(f"weight_hh{suffix}",
-                                        nn.Parameter(torch.empty(width, hidden_size)))
+                                        nn.Parameter(torch.empty(width, hidden_size, **factory)))
                 if bias:
-                    self.register_parameter(f"bias_ih{suffix}", nn.Parameter(torch.empty(width)))
-                    self.register_parameter(f"bias_hh{suffix}", nn.Parameter(torch.empty(width)))
+                    for name in (f"bias_ih{suffix}", f"bias_hh{suffix}"):
+                        self.register_parameter(name, nn.Parameter(torch.empty(width, **factory)))
         self.reset_parameters()
 
     def _suffixes(self, layer: int) -> list[str]:
@@ -184,7 +192,7 @@ class Recurrent(nn.Module):
             return lstm_cell(xw, h, c, w_hh, b_hh)
         if self.mode == "gru":
             return gru_cell(xw, h, w_hh, b_hh), None
-        return rnn_cell(xw, h, w_hh, b_hh), None
+        return rnn_cell(xw, h, w_hh, b_hh, self.nonlinearity), None
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One time step through every layer, for decoders that choose their next input as
@@ -229,8 +237,9 @@ class Recurrent(nn.Module):
         cached = self.__dict__.get("_torch")
         if cached is None or cached.training != self.training:
             cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[self.mode]
+            extra = {"nonlinearity": self.nonlinearity} if self.mode == "rnn" else {}
             cached = cls(self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
                          batch_first=True, dropout=self.dropout,
-                         bidirectional=self.bidirectional).train(self.training)
+                         bidirectional=self.bidirectional, **extra).train(self.training)
             self.__dict__["_torch"] = cached
         return cached.to(next(self.parameters()).device)

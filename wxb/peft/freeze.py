@@ -3,8 +3,9 @@ learning rates.
 
     freeze_all_but_head(model)            only the task head trains (optionally the pooler too)
     freeze_bottom(model, n)               embeddings and the first n layers stay fixed
-    GradualUnfreezing(every=100)          ULMFiT: start with the head, unfreeze one more layer
-                                          from the top every 100 steps (a Trainer callback)
+    GradualUnfreezing(model, every=100)   ULMFiT: start with the head, unfreeze one more layer
+                                          from the top every 100 steps (a Trainer callback:
+                                          these decisions, run by wxb.train's StagedUnfreezing)
     param_groups(model, lr, layer_decay)  layer-wise learning-rate decay: the head at lr, the top
                                           layer at lr * d, ..., the embeddings at lr * d^(L+1)
 
@@ -20,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from wxb.errors import ConfigError
+from wxb.train.callbacks import StagedUnfreezing
 
 # Where each family keeps its layers and its embeddings, by attribute path.
 LAYER_PATHS = ("bert.encoder.layer", "encoder.layer", "transformer.h", "model.layers")
@@ -88,7 +90,7 @@ def freeze_bottom(model: nn.Module, n: int, *, embeddings_too: bool = True) -> n
     return model
 
 
-class GradualUnfreezing:
+class GradualUnfreezing(StagedUnfreezing):
     """A Trainer callback (ULMFiT, Howard & Ruder 2018): training starts with only the head;
     every ``every`` optimizer steps the next layer from the top is unfrozen, then at last the
     embeddings. The optimizer must hold every parameter from the start, frozen ones included:
@@ -96,30 +98,15 @@ class GradualUnfreezing:
     """
 
     def __init__(self, model: nn.Module, every: int) -> None:
-        if every < 1:
-            raise ConfigError(f"GradualUnfreezing every must be at least 1 step, got {every}")
-        self.every = every
-        self.stack = layers(model)
+        stack = layers(model)
         freeze_all_but_head(model)
-        self.checked = False
+        stages = [list(layer.parameters()) for layer in reversed(stack)]
+        stages.append([p for m in embeddings(model) for p in m.parameters()])
+        super().__init__(stages, every)
 
     def unfrozen_layers(self, step: int) -> int:
-        return min(step // self.every, len(self.stack) + 1)  # the +1 is the embeddings
-
-    def on_step_end(self, trainer: Any) -> None:
-        if not self.checked:
-            held = {id(p) for opt in trainer.optimizers.values()
-                    for g in opt.param_groups for p in g["params"]}
-            if any(id(p) not in held for p in trainer.model.parameters()):
-                raise ConfigError("GradualUnfreezing needs an optimizer over every parameter; "
-                                  "pass optimizers=torch.optim.AdamW(param_groups(model, lr)) "
-                                  "to the Trainer")
-            self.checked = True
-        k = self.unfrozen_layers(trainer.state.global_step)
-        top = list(self.stack)[len(self.stack) - min(k, len(self.stack)):]
-        _set(top, True)
-        if k > len(self.stack):
-            _set(embeddings(trainer.model), True)
+        """Layers unfrozen after ``step`` steps, counting the embeddings as the last one."""
+        return self.unfrozen_stages(step)
 
 
 def param_groups(model: nn.Module, lr: float, *, layer_decay: float = 1.0,

@@ -1,7 +1,9 @@
 """The general-purpose Trainer every wxb model trains with."""
 
 from wxb.train.arguments import TrainingArguments
+from wxb.train.callbacks import NEFTune, StagedUnfreezing, TimeBudget
 from wxb.train.checkpoint import find_checkpoint
+from wxb.train.precision import Precision, native_bf16, resolve_precision
 from wxb.train.seed import enable_full_determinism, set_seed
 from wxb.train.trainer import (
     EvalPrediction,
@@ -15,6 +17,10 @@ from wxb.train.trainer import (
 
 __all__ = [
     "EvalPrediction",
+    "NEFTune",
+    "Precision",
+    "StagedUnfreezing",
+    "TimeBudget",
     "TrainOutput",
     "Trainer",
     "TrainerState",
@@ -24,5 +30,7 @@ __all__ = [
     "default_collate",
     "enable_full_determinism",
     "find_checkpoint",
+    "native_bf16",
+    "resolve_precision",
     "set_seed",
 ]

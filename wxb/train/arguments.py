@@ -14,6 +14,7 @@ from wxb.train.schedules import SCHEDULER_NAMES
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 EVAL_STRATEGIES = ("no", "steps", "epoch")
+BF16_CHOICES = "true, false or auto"
 
 
 @dataclass
@@ -46,7 +47,9 @@ class TrainingArguments:
     warmup_ratio: float = 0.0  # used when warmup_steps is 0
     lr_scheduler_kwargs: dict = field(default_factory=dict)
 
-    bf16: bool = False  # autocast to bfloat16 (CPU or CUDA)
+    # autocast to bfloat16 (CPU or CUDA); "auto": only where bf16 is native, since emulated
+    # bf16 is slower than fp32 (wxb.train.precision); the Trainer resolves it
+    bf16: bool | str = False
     fp16: bool = False  # autocast to float16 with a GradScaler (CUDA only)
     use_cpu: bool = False
     seed: int = 42
@@ -72,6 +75,7 @@ class TrainingArguments:
     plot_loss: bool = True
 
     def __post_init__(self) -> None:
+        self.bf16 = _bf16_choice(self.bf16)  # first: its message names the three choices
         coerce_fields(self)
         self._check()
 
@@ -94,7 +98,7 @@ class TrainingArguments:
         if self.neftune_noise_alpha is not None and self.neftune_noise_alpha <= 0:
             raise ConfigError("neftune_noise_alpha must be > 0 (the paper uses 5), got "
                               f"{self.neftune_noise_alpha}; leave it out to train without noise")
-        if self.fp16 and self.bf16:
+        if self.fp16 and self.bf16 is True:
             raise ConfigError("choose one of fp16 and bf16, not both")
         if self.early_stopping_patience and self.eval_strategy == "no":
             raise ConfigError("early_stopping_patience needs evaluation: set eval_strategy "
@@ -125,6 +129,19 @@ class TrainingArguments:
     def from_dict(cls, values: dict[str, Any]) -> TrainingArguments:
         check_known_keys(cls, values, "training argument")
         return cls(**values)
+
+
+def _bf16_choice(value: bool | str) -> bool | str:
+    """True, False or "auto", from a bool or its YAML / command-line spelling."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == "auto":
+            return "auto"
+        if word in ("true", "yes", "1", "false", "no", "0"):
+            return word in ("true", "yes", "1")
+    raise ConfigError(f"bf16 must be {BF16_CHOICES}, got {value!r}")
 
 
 def _choose(name: str, value: str, choices: tuple[str, ...]) -> None:

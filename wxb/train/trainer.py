@@ -16,6 +16,7 @@ if it had never stopped.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
 import threading
@@ -35,13 +36,16 @@ from wxb.errors import ConfigError, DataError, TrainingError, WxbError
 from wxb.io import atomic_write_text
 from wxb.train import checkpoint as ckpt
 from wxb.train.arguments import TrainingArguments
+from wxb.train.callbacks import NEFTune
 from wxb.train.distributed import Distributed
+from wxb.train.precision import resolve_precision
 from wxb.train.progress import ProgressBar, progress_enabled
 from wxb.train.schedules import get_scheduler
 from wxb.train.seed import enable_full_determinism, set_seed
 
 OptimizerSpec = torch.optim.Optimizer | tuple[torch.optim.Optimizer, Any]
 StepFn = Callable[["Trainer", dict[str, Any]], dict[str, float]]
+logger = logging.getLogger("wxb.train")
 
 
 class TrainingInterrupted(WxbError):
@@ -143,8 +147,16 @@ class Trainer:
         step_fn: ``step_fn(trainer, batch) -> {"loss": ..., ...}`` replaces the default step
             when one loss is not enough (a GAN); it calls ``trainer.backward(loss)`` and
             ``trainer.optimizer_step(names)`` itself.
-        callbacks: objects with any of ``on_step_end(trainer)``, ``on_log(trainer, logs)``,
-            ``on_evaluate(trainer, metrics)``, ``on_epoch_end(trainer)``, ``on_train_end(trainer)``.
+        callbacks: objects with any of ``on_train_begin(trainer)`` (optimizers made, any
+            checkpoint resumed, before the first step), ``on_step_end(trainer)``,
+            ``on_log(trainer, logs)``, ``on_evaluate(trainer, metrics)``,
+            ``on_epoch_end(trainer)``, ``on_train_end(trainer)`` (when ``train`` returns or
+            raises, so a callback can undo what it set up); ready-made ones are in
+            ``wxb.train.callbacks``. ``neftune_noise_alpha`` adds a ``NEFTune`` one.
+
+    After construction ``precision`` is "bf16", "fp16" or "fp32" (``bf16: auto`` resolved for
+    this device), ``bf16`` whether bf16 autocast is on, and ``precision_reason`` the logged
+    line saying why.
     """
 
     def __init__(
@@ -168,7 +180,12 @@ class Trainer:
         self._lengths: list[int] | None = None  # of the training examples (group_by_length)
         self.device = self.dist.device(args.use_cpu)
         if args.fp16 and self.device.type != "cuda":
-            raise ConfigError("fp16 needs a CUDA GPU; on the CPU use bf16: true instead")
+            raise ConfigError("fp16 needs a CUDA GPU; on the CPU use bf16: auto instead")
+        resolved = resolve_precision(args.bf16, args.fp16, self.device)
+        self.precision, self.bf16 = resolved.name, resolved.bf16
+        self.precision_reason = resolved.reason
+        if self.dist.is_main:
+            logger.info(resolved.reason)
         if step_fn is not None and args.gradient_accumulation_steps != 1:
             raise ConfigError("a custom step_fn steps its optimizers itself; "
                               "set gradient_accumulation_steps to 1")
@@ -197,6 +214,8 @@ class Trainer:
         self.compute_metrics = compute_metrics
         self.step_fn = step_fn
         self.callbacks = list(callbacks)
+        if args.neftune_noise_alpha is not None:
+            self.callbacks.append(NEFTune(args.neftune_noise_alpha))
         self.output_dir = Path(args.output_dir)
         self.state = TrainerState()
         self.scaler = torch.amp.GradScaler("cuda") if args.fp16 else None
@@ -211,9 +230,9 @@ class Trainer:
 
     def autocast(self):
         """The mixed-precision context the forward pass runs in."""
-        if self.args.bf16:
+        if self.bf16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        if self.args.fp16:
+        if self.precision == "fp16":
             return torch.autocast("cuda", dtype=torch.float16)
         return nullcontext()
 
@@ -346,10 +365,40 @@ class Trainer:
             self._rewrite_log()
         self._stop = False
         start_time, start_step = time.perf_counter(), self.state.global_step
+        with self._training_callbacks():
+            self._run_epochs(total, per_epoch, start_time)
+            if self._saved_step != self.state.global_step:
+                self._save("last")
+            if args.plot_loss and self.state.log_history and self.dist.is_main:
+                from wxb.viz import plot_loss_curves
+
+                plot_loss_curves(self.state.log_history, self.output_dir / "loss_curve.png")
+        steps = self.state.global_step - start_step
+        train_losses = [e["loss"] for e in self.state.log_history if "loss" in e]
+        metrics = {"train_runtime": time.perf_counter() - start_time,
+                   "train_steps": steps, "epoch": self.state.epoch}
+        last_eval = [e for e in self.state.log_history if "eval_loss" in e]
+        if last_eval:
+            metrics.update(last_eval[-1])
+        mean_loss = float(np.mean(train_losses)) if train_losses else float("nan")
+        return TrainOutput(self.state.global_step, mean_loss, metrics)
+
+    @contextmanager
+    def _training_callbacks(self):
+        """``on_train_begin`` now, ``on_train_end`` when the block ends, by return or error."""
+        try:
+            self._callback("on_train_begin")
+            yield
+        finally:
+            self._callback("on_train_end")
+
+    def _run_epochs(self, total: int, per_epoch: int, start_time: float) -> None:
+        """The loop itself, from the current step to ``total`` (or a stop)."""
+        args = self.args
         samples = 0
         enabled = progress_enabled(args.disable_tqdm) and self.dist.is_main
         with ProgressBar(total, self.state.global_step, enabled=enabled) as bar, \
-                self._catch_interrupt(), self._neftune():
+                self._catch_interrupt():
             self.bar = bar
             epoch = self.state.global_step // per_epoch
             while self.state.global_step < total and not self._stop:
@@ -376,7 +425,8 @@ class Trainer:
                     self.state.global_step += 1
                     self.state.epoch = epoch + (i + 1) / len(groups)
                     speed = samples / max(time.perf_counter() - start_time, 1e-9)
-                    bar.update(self.state.global_step, loss=logs["loss"], samples_per_second=speed)
+                    bar.update(self.state.global_step, loss=logs["loss"],
+                               samples_per_second=speed)
                     self._after_step(logs, speed, eval_now=self._eval_due(), total=total)
                 if self.state.global_step % per_epoch == 0 or self.state.global_step >= total:
                     self._callback("on_epoch_end")
@@ -385,30 +435,6 @@ class Trainer:
                 epoch += 1
             if self.state.loss_count:  # stopped between log lines: keep the last losses
                 self._log_training({}, samples / max(time.perf_counter() - start_time, 1e-9))
-        if self._saved_step != self.state.global_step:
-            self._save("last")
-        if args.plot_loss and self.state.log_history and self.dist.is_main:
-            from wxb.viz import plot_loss_curves
-
-            plot_loss_curves(self.state.log_history, self.output_dir / "loss_curve.png")
-        self._callback("on_train_end")
-        steps = self.state.global_step - start_step
-        train_losses = [e["loss"] for e in self.state.log_history if "loss" in e]
-        metrics = {"train_runtime": time.perf_counter() - start_time,
-                   "train_steps": steps, "epoch": self.state.epoch}
-        last_eval = [e for e in self.state.log_history if "eval_loss" in e]
-        if last_eval:
-            metrics.update(last_eval[-1])
-        mean_loss = float(np.mean(train_losses)) if train_losses else float("nan")
-        return TrainOutput(self.state.global_step, mean_loss, metrics)
-
-    def _neftune(self) -> Any:
-        """NEFTune's noisy embeddings while the loop runs (``neftune_noise_alpha``)."""
-        if self.args.neftune_noise_alpha is None:
-            return nullcontext()
-        from wxb.peft.neftune import neftune
-
-        return neftune(self.model, self.args.neftune_noise_alpha)
 
     def _training_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
         if self.step_fn is not None:
