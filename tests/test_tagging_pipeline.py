@@ -20,8 +20,8 @@ from wxb.data.tagging import CASES, encode_sentences, tag_set, word_case
 from wxb.data.text import PaddingCollator
 from wxb.errors import ConfigError, DataError
 from wxb.models.rnn import RNNConfig, RNNForTokenClassification
+from wxb.tasks.token_classify.train import tag_metrics, train_tagger
 from wxb.tokenizers.train import tokenizer_from_settings
-from wxb.train.tagging import tag_metrics, train_tagger
 from wxb.train.trainer import EvalPrediction
 
 PEOPLE = [["John"], ["Mary"], ["Peter", "Blackburn"], ["Anna", "Schmidt"], ["David"],

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from wxb.generation.translate import translate_texts
+from wxb.tasks.translation.decode import translate_texts
+from wxb.tasks.translation.model import load_translation_model, plot_translation_attention
 
 
 class Translator:
@@ -22,8 +23,6 @@ class Translator:
 
     def __init__(self, folder: str | Path, device: str | torch.device | None = None,
                  **generate_kwargs: Any) -> None:
-        from wxb.train.translate import load_translation_model
-
         model, self.source_tokenizer, self.target_tokenizer = load_translation_model(folder)
         self.model = model.to(device or "cpu")
         self.defaults = {"max_new_tokens": 64, **generate_kwargs}
@@ -38,8 +37,6 @@ class Translator:
                        ) -> tuple[str, Path]:
         """Translate ``text`` and draw its attention heatmap into the PNG ``path``; returns
         the translation and the path."""
-        from wxb.train.translate import plot_translation_attention
-
         return plot_translation_attention(self.model, self.source_tokenizer,
                                           self.target_tokenizer, text, path,
                                           {**self.defaults, **generate_kwargs},

@@ -1,0 +1,179 @@
+"""The translation model and its folder: the ``model`` section of a translation config, the
+tokenizers and the model it builds, the folder they are saved in and loaded from, and the
+attention heatmap of one translation.
+
+A folder holds the model (config.json + model.safetensors) and its tokenizers: one, shared by
+both languages, in the folder itself; or two, in ``source_tokenizer/`` and
+``target_tokenizer/``. Nothing here trains, so the pipeline loads folders with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from wxb.config import check_known_keys
+from wxb.errors import ConfigError, DataError
+from wxb.models import registry
+from wxb.tasks.sections import Section
+from wxb.tasks.translation.decode import cross_attention
+
+if TYPE_CHECKING:
+    from wxb.models.base import PreTrainedModel
+    from wxb.tokenizers.base import Tokenizer
+
+MODEL_TYPES = ("seq2seq", "transformer", "marian")
+TOKENIZER_KEYS = ("tokenizer", "source_tokenizer", "target_tokenizer")
+# The special tokens of a tokenizer trained here: padding first, so both sides pad with id 0.
+VOCAB_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "eos": "[EOS]"}
+BPE_SPECIALS = {"pad": "<pad>", "eos": "</s>"}
+TOKENIZER_KINDS = ("char", "word", "bpe")
+SOURCE_TOKENIZER_DIR, TARGET_TOKENIZER_DIR = "source_tokenizer", "target_tokenizer"
+
+
+@dataclasses.dataclass
+class ModelSection(Section):
+    """``type`` (seq2seq, transformer) and the tokenizers: ``source_tokenizer`` and
+    ``target_tokenizer`` (folders, or settings such as ``{kind: bpe, vocab_size: 8000}``
+    trained on the training pairs), or one ``tokenizer`` for both languages; the other keys
+    are fields of the family's config."""
+
+    extra_fields = True
+    type: str | None = None
+    tokenizer: str | dict | None = None
+    source_tokenizer: str | dict | None = None
+    target_tokenizer: str | dict | None = None
+
+    def check(self) -> None:
+        if self.type not in MODEL_TYPES:
+            raise ConfigError(f"model.type must be one of {', '.join(MODEL_TYPES)}; got "
+                              f"{self.type!r}")
+        check_known_keys(registry.model_class(self.type).config_class, self.extra,
+                         f"{self.type} config field")
+        given = [k for k in TOKENIZER_KEYS if getattr(self, k) is not None]
+        if given not in (["tokenizer"], ["source_tokenizer", "target_tokenizer"]):
+            raise ConfigError("model needs source_tokenizer and target_tokenizer (folders or "
+                              "settings such as {kind: bpe, vocab_size: 8000}), or one "
+                              "tokenizer for both languages")
+
+    def to_dict(self) -> dict[str, Any]:
+        # The tokenizer keys not given stay out: a shared tokenizer excludes the other two.
+        return {k: v for k, v in super().to_dict().items()
+                if k not in TOKENIZER_KEYS or v is not None}
+
+
+def build_tokenizers(section: ModelSection,
+                     pairs: list[tuple[str, str]]) -> tuple[Tokenizer, Tokenizer]:
+    """The source and target tokenizers: folders, or trained on the training pairs; with
+    ``tokenizer`` one vocabulary for both sides, trained on both."""
+    if section.tokenizer is not None:
+        shared = _tokenizer(section.tokenizer, [t for pair in pairs for t in pair],
+                            "model.tokenizer")
+        return shared, shared
+    source = _tokenizer(section.source_tokenizer, [s for s, _ in pairs],
+                        "model.source_tokenizer")
+    target = _tokenizer(section.target_tokenizer, [t for _, t in pairs],
+                        "model.target_tokenizer")
+    if source.pad_token_id != target.pad_token_id:
+        raise ConfigError(f"the source tokenizer pads with id {source.pad_token_id} and the "
+                          f"target tokenizer with {target.pad_token_id}; the model has one "
+                          "pad_token_id, so both need the same")
+    return source, target
+
+
+def _tokenizer(spec: str | dict, texts: list[str], field: str) -> Tokenizer:
+    from wxb.tokenizers.train import tokenizer_from_settings
+
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if isinstance(spec, dict) and kind not in TOKENIZER_KINDS:
+        raise ConfigError(f"{field} is a folder or settings with kind one of "
+                          f"{', '.join(TOKENIZER_KINDS)}; got {spec!r}")
+    tokenizer = tokenizer_from_settings(spec, texts, field=field,
+                                        special_tokens=BPE_SPECIALS if kind == "bpe"
+                                        else VOCAB_SPECIALS)
+    for role in ("pad", "eos"):
+        if getattr(tokenizer, f"{role}_token_id") is None:
+            raise ConfigError(f"{field} has no {role} token; translation needs one")
+    return tokenizer
+
+
+def build_translation_model(section: ModelSection, source: Tokenizer, target: Tokenizer,
+                            *, seed: int) -> PreTrainedModel:
+    """The configured model, sized to the tokenizers; it starts decoding from the pad token
+    (Marian's convention) and stops at the target's eos."""
+    cls = registry.model_class(section.type)
+    fields = section.extra
+    values = {"vocab_size": source.vocab_size, "decoder_vocab_size": target.vocab_size,
+              "pad_token_id": source.pad_token_id, "eos_token_id": target.eos_token_id,
+              "decoder_start_token_id": target.pad_token_id}
+    if cls.config_class.model_type == "marian":
+        values["share_encoder_decoder_embeddings"] = source is target
+        if fields.get("share_encoder_decoder_embeddings") and source is not target:
+            raise ConfigError("share_encoder_decoder_embeddings needs one vocabulary: give "
+                              "model.tokenizer instead of source_tokenizer and target_tokenizer")
+    torch.manual_seed(seed)
+    return cls(cls.config_class.from_dict({**values, **fields}, strict=True))
+
+
+def save_translation_model(model: PreTrainedModel, source: Tokenizer, target: Tokenizer,
+                           folder: Path) -> Path:
+    """The model and its tokenizers in one folder (one tokenizer, or one folder per side)."""
+    model_dir = model.save_pretrained(folder)
+    if source is target:
+        source.save(model_dir)
+    else:
+        source.save(model_dir / SOURCE_TOKENIZER_DIR)
+        target.save(model_dir / TARGET_TOKENIZER_DIR)
+    return model_dir
+
+
+def load_translation_model(folder: str | Path) -> tuple[PreTrainedModel, Tokenizer, Tokenizer]:
+    """What ``save_translation_model`` wrote: the model (in eval mode) and its tokenizers."""
+    from wxb.hub import from_pretrained, resolve
+    from wxb.tokenizers.load import load_tokenizer
+
+    folder = resolve(folder)
+    model = from_pretrained(folder)
+    if not getattr(model.config, "is_encoder_decoder", False):
+        raise ConfigError(f"{folder} holds a {model.config.model_type} model; translation "
+                          "needs an encoder-decoder (seq2seq or transformer)")
+    if (folder / SOURCE_TOKENIZER_DIR).is_dir():
+        source = load_tokenizer(folder / SOURCE_TOKENIZER_DIR)
+        target = load_tokenizer(folder / TARGET_TOKENIZER_DIR)
+    else:
+        source = target = load_tokenizer(folder)
+    return model.eval(), source, target
+
+
+def plot_translation_attention(model: PreTrainedModel, source: Tokenizer, target: Tokenizer,
+                               text: str, path: str | Path, gen: dict[str, Any], *,
+                               title: str = "Attention") -> tuple[str, Path]:
+    """Translate ``text`` (``gen``: ``generate``'s keyword arguments) and draw which source
+    tokens each output token attended to; returns the translation and the PNG's path."""
+    from wxb.generation import generate
+    from wxb.viz import plot_attention
+
+    if getattr(model, "attention", True) is None:
+        raise ConfigError("this model has no attention (attention: none): nothing to draw")
+    source_ids = source.encode(text)
+    if not source_ids:
+        raise DataError("the text to translate is empty")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        output = generate(model, torch.tensor([source_ids], device=device), **gen)[0].tolist()
+    if target.eos_token_id in output[1:]:  # what follows the eos is padding
+        output = output[:output.index(target.eos_token_id, 1) + 1]
+    weights = cross_attention(model, source_ids, output)
+    translation = target.decode(output[1:], skip_special_tokens=True).strip()
+    plot_attention(weights, token_labels(source, source_ids), token_labels(target, output[1:]),
+                   path, title=title)
+    return translation, Path(path)
+
+
+def token_labels(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
+    """Each token as text, for a plot's axis (a byte-level BPE token's own text, not its
+    byte symbols)."""
+    return [tokenizer.decode([i]).strip() or tokenizer.convert_ids_to_tokens(i) for i in ids]
