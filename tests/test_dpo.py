@@ -28,9 +28,9 @@ from wxb.errors import ConfigError, DataError, WxbError
 from wxb.models.gpt2 import GPT2Config, GPT2LMHeadModel
 from wxb.models.llama import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 from wxb.peft.lora import LoraConfig, add_lora, disable_adapters
+from wxb.tasks.preference.train import train_dpo, train_reward
 from wxb.tokenizers.char import CharTokenizer
 from wxb.tokenizers.chat import CHATML
-from wxb.train.dpo import train_dpo, train_reward
 from wxb.train.trainer import EvalPrediction
 
 MARKERS = ["<|im_start|>", "<|im_end|>"]

@@ -24,9 +24,9 @@ from wxb.data.chat import read_conversations
 from wxb.data.text import PaddingCollator
 from wxb.errors import ConfigError, DataError, WxbError
 from wxb.models.llama import LlamaConfig, LlamaForCausalLM
+from wxb.tasks.sft.train import train_sft
 from wxb.tokenizers.char import CharTokenizer
 from wxb.tokenizers.chat import CHATML, LLAMA3
-from wxb.train.sft import train_sft
 
 MARKERS = ["<|im_start|>", "<|im_end|>"]
 TEXT = ("systemuserassistant\nwhat is two plus two? four. name a colour: red. hello there! "
@@ -255,7 +255,7 @@ def test_train_sft_learns_the_answers_and_saves_a_chat_model(base_model, data, t
     assert model.config.eos_token_id == tok.token_to_id("<|im_end|>")
     assert tok.chat_template == CHATML
     # The saved model answers as the result says it did.
-    from wxb.train.sft import answer_prompts
+    from wxb.tasks.sft.train import answer_prompts
 
     answers = answer_prompts(model, tok, {"prompts": ["add 2 and 1"], "system": None,
                                           "max_new_tokens": 4, "generation": {}})

@@ -1,10 +1,10 @@
 """Fine-tuning methods side by side: the same model, data and budget, trained once per
 variant (full, LoRA, QLoRA, ...), each in a fresh process so its peak memory is its own.
 
-The config (a recipe with ``task: compare-finetune``) is the config of one fine-tuning
-pipeline (text classification, ``wxb.train.finetune``, by default) plus::
+The config (a recipe with ``task: compare-finetune``) is the config of one task that trains
+(text classification by default) plus::
 
-    pipeline: text-classify         # or sft (wxb.train.sft), dpo (wxb.train.dpo)
+    pipeline: text-classify         # the task each variant runs: sft, dpo, any that trains
 
     variants:                       # the first one is the baseline the others are compared to
       full:  {finetune: {strategy: full}, training: {learning_rate: 1.0e-4}}
@@ -30,74 +30,85 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from wxb.config import merge_config
 from wxb.errors import ConfigError, WxbError
-from wxb.io import atomic_write_json
-from wxb.train.from_config import check_expected, judge_expected
+from wxb.tasks import get_task, task_names
+from wxb.tasks.run import COMMON_KEYS, Run
 from wxb.train.memory import ALLOCATOR_ENV
 
+TASK = "compare-finetune"
 OWN_KEYS = ("variants", "metric", "pipeline")
-PIPELINES = ("text-classify", "sft", "dpo")
+DEFAULT_PIPELINE = "text-classify"
+DEFAULT_OUTPUT_DIR = "runs/compare"
 PER_VARIANT = ("trainable_parameters", "training_memory_mib", "wall_time_s")
+# What result.json keeps of each variant's own result.
+VARIANT_FIELDS = ("metrics", "trainable_parameters", "num_parameters", "memory_mib",
+                  "wall_time_s", "steps", "model_dir")
 
 
-def compare_finetune(config: dict[str, Any], *,
+def compare_finetune(config: dict[str, Any], *, resume: bool | str = False,
                      log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every variant of ``config`` and return the contents of ``result.json``."""
-    start = time.perf_counter()
-    log = log or (lambda line: None)
-    variants = config.get("variants")
+    """Run every variant of ``config`` and return the contents of ``result.json``.
+
+    A comparison cannot ``resume``: each variant's memory is measured over a whole run.
+    """
+    if resume:
+        raise ConfigError("compare-finetune cannot resume: each variant's training memory is "
+                          "measured over a whole run in a fresh process; run it again")
+    sections: tuple[str, ...] = ()
+    if isinstance(config, dict):
+        # The sections are those of the task compared: each variant's own run checks them.
+        sections = tuple(k for k in config if k not in (*COMMON_KEYS, *OWN_KEYS))
+        if isinstance(config.get("training", {}), dict):
+            config = merge_config({"training": {"output_dir": DEFAULT_OUTPUT_DIR}}, config)
+    run = Run(TASK, config, {}, log=log, extra_keys=(*OWN_KEYS, *sections))
+    variants = run.config.get("variants")
     if not isinstance(variants, dict) or len(variants) < 2:
         raise ConfigError("compare-finetune needs variants: a mapping of at least two names to "
                           "config changes, e.g. {full: {finetune: {strategy: full}}, lora: "
                           "{finetune: {strategy: lora}}}")
-    metric = config.get("metric", "eval_accuracy")
-    pipeline = config.get("pipeline", "text-classify")
-    if pipeline not in PIPELINES:
-        raise ConfigError(f"unknown compare pipeline {pipeline!r}; choose one of: "
-                          f"{', '.join(PIPELINES)}")
+    metric = run.config.get("metric", "eval_accuracy")
+    pipeline = _training_task(run.config.get("pipeline", DEFAULT_PIPELINE))
     names = list(variants)
-    reported = _metric_names(names, metric)
-    goals = config.get("expected")
-    goals = [check_expected(g, reported) for g in (goals if isinstance(goals, list)
-                                                   else [goals] if goals else [])]
-    output_dir = Path((config.get("training") or {}).get("output_dir", "runs/compare"))
-    base = {k: v for k, v in config.items() if k not in (*OWN_KEYS, "expected", "reported")}
+    run.expect(_metric_names(names, metric))
+    base = {k: v for k, v in run.config.items()
+            if k not in (*OWN_KEYS, "expected", "reported")}
 
     runs: dict[str, dict[str, Any]] = {}
     for name in names:
         variant = merge_config(base, variants[name] or {})
         variant["training"] = {**(variant.get("training") or {}),
-                               "output_dir": str(output_dir / name)}
-        log(f"--- {name}: {variant.get('finetune', {})}")
-        runs[name] = _run_in_fresh_process(pipeline, variant)
-        run = runs[name]
-        if metric not in run["metrics"]:
+                               "output_dir": str(run.output_dir / name)}
+        run.log(f"--- {name}: {variant.get('finetune', {})}")
+        runs[name] = result = _run_in_fresh_process(pipeline, variant)
+        if metric not in result["metrics"]:
             raise ConfigError(f"metric {metric!r} is not among {name}'s scores: "
-                              f"{', '.join(run['metrics'])}")
-        log(f"{name}: {metric} {run['metrics'][metric]:.4f}, "
-            f"{run['trainable_parameters']:,} trainable, "
-            f"training memory {run['memory_mib']['training']:.0f} MiB, {run['wall_time_s']:.0f} s")
+                              f"{', '.join(result['metrics'])}")
+        run.log(f"{name}: {metric} {result['metrics'][metric]:.4f}, "
+                f"{result['trainable_parameters']:,} trainable, training memory "
+                f"{result['memory_mib']['training']:.0f} MiB, {result['wall_time_s']:.0f} s")
 
-    metrics = _compare(runs, metric)
-    result: dict[str, Any] = {
-        "task": "compare-finetune", "metric": metric, "metrics": metrics,
-        "variants": {name: {k: run[k] for k in ("metrics", "trainable_parameters",
-                                                "num_parameters", "memory_mib", "wall_time_s",
-                                                "steps", "model_dir")}
-                     for name, run in runs.items()},
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "config": config,
-    }
-    if goals:
-        result["expected"] = [judge_expected(g, metrics) for g in goals]
-    atomic_write_json(output_dir / "result.json", result)
-    return result
+    return run.finish(_compare(runs, metric), metric=metric, config=run.config,
+                      pipeline=pipeline,
+                      variants={name: {k: result[k] for k in VARIANT_FIELDS}
+                                for name, result in runs.items()})
+
+
+def _training_task(name: Any) -> str:
+    """The registered task ``name`` stands for, if it trains (and is not a comparison)."""
+    trains = [n for n in task_names(trains=True) if n != TASK]
+    try:
+        task = get_task(name) if isinstance(name, str) else None
+    except ConfigError:
+        task = None
+    if task is None or task.name not in trains:
+        raise ConfigError(f"unknown compare pipeline {name!r}; choose one of the tasks that "
+                          f"train: {', '.join(trains)}")
+    return task.name
 
 
 def _metric_names(names: list[str], metric: str) -> tuple[str, ...]:
@@ -123,13 +134,13 @@ def _compare(runs: dict[str, dict[str, Any]], metric: str) -> dict[str, float]:
     return metrics
 
 
-def _run_in_fresh_process(pipeline: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The ``pipeline`` run on ``config`` in a new interpreter (a process's peak memory never
+def _run_in_fresh_process(task: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The task ``task`` run on ``config`` in a new interpreter (a process's peak memory never
     goes down, so each method needs its own); a WxbError there is raised here with its
     message."""
     context = multiprocessing.get_context("spawn")
     errors = context.Queue()
-    child = context.Process(target=_child, args=(pipeline, config, errors))
+    child = context.Process(target=_child, args=(task, config, errors))
     saved = {name: os.environ.get(name) for name in ALLOCATOR_ENV}
     os.environ.update(ALLOCATOR_ENV)  # read by the child's C library as it starts
     try:
@@ -148,23 +159,8 @@ def _run_in_fresh_process(pipeline: str, config: dict[str, Any]) -> dict[str, An
     return json.loads((Path(config["training"]["output_dir"]) / "result.json").read_text())
 
 
-def _child(pipeline: str, config: dict[str, Any], errors: Any) -> None:
+def _child(task: str, config: dict[str, Any], errors: Any) -> None:
     try:
-        pipeline_function(pipeline)(config, log=print)
+        get_task(task).train_function()(config, log=print)
     except WxbError as err:
         errors.put(str(err))
-
-
-def pipeline_function(task: str) -> Callable[..., dict[str, Any]]:
-    """The function that runs one fine-tuning pipeline's config (imported on use)."""
-    if task == "sft":
-        from wxb.train.sft import train_sft
-
-        return train_sft
-    if task == "dpo":
-        from wxb.train.dpo import train_dpo
-
-        return train_dpo
-    from wxb.train.finetune import finetune
-
-    return finetune

@@ -37,41 +37,30 @@ sigmoid loss log 2. The model that is evaluated and saved is the last one.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from wxb.align.dpo import DPOModel, check_dpo_settings, reference_logps
+from wxb.align.dpo import LOSS_TYPES, DPOModel, check_dpo_settings, reference_logps
 from wxb.align.pairwise import PairwiseModel, disable_dropout, preference_metrics
 from wxb.align.reward import RewardModel
-from wxb.config import check_section_keys, coerce
 from wxb.data.preference import PreferenceCollator, encode_preferences, read_preferences
 from wxb.errors import ConfigError
-from wxb.peft.strategy import apply_strategy, check_finetune, save_finetuned
-from wxb.tokenizers.chat import BUILTIN_TEMPLATES
-from wxb.train.arguments import TrainingArguments
-from wxb.train.from_config import (
-    HELD_OUT_DEFAULTS,
-    check_expected,
-    check_held_out,
-    config_sections,
-    read_splits,
-    result_config,
-    write_result,
+from wxb.tasks.data import HeldOutData, require
+from wxb.tasks.models import (
+    ChatModelSection,
+    FinetuneSection,
+    head_architecture,
+    load_chat_model,
+    pad_id,
 )
-from wxb.train.memory import TrainingMemory
-from wxb.train.pretrain import TimeBudget, run_summary
-from wxb.train.sft import MODEL_KEYS, check_model_section, load_chat_model
-from wxb.train.trainer import Trainer
+from wxb.tasks.run import Run
+from wxb.tasks.sections import Section
+from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 
-TASKS = ("dpo", "reward")
-OTHER_KEYS = ("name", "description", "task", "expected", "reported", "max_time_seconds")
-DATA_DEFAULTS = {**HELD_OUT_DEFAULTS, "max_length": None, "max_prompt_length": None}
 DEFAULT_MAX_LENGTH = 512
-DPO_DEFAULTS = {"beta": 0.1, "loss_type": "sigmoid", "label_smoothing": 0.0}
 TRAINING_DEFAULTS = {"num_train_epochs": 1, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1,
                      "weight_decay": 0.0, "per_device_train_batch_size": 8,
                      "per_device_eval_batch_size": 8, "eval_strategy": "epoch",
@@ -81,6 +70,59 @@ TASK_DEFAULTS = {"dpo": {"output_dir": "runs/dpo", "learning_rate": 5e-6},
 SCORES = ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins",
           "eval_rewards/chosen", "eval_rewards/rejected")
 METRICS = (*SCORES, *(f"{name}_before" for name in SCORES))
+
+
+@dataclasses.dataclass
+class DPOModelSection(ChatModelSection):
+    """The policy, and the ``reference`` model DPO measures it against (by default the policy
+    as it starts)."""
+
+    reference: str | None = None
+
+
+@dataclasses.dataclass
+class DataSection(HeldOutData):
+    """Preference pairs, each prompt + response at most ``max_length`` tokens (default 512, or
+    the model's context when shorter), the prompt at most ``max_prompt_length`` (default half
+    of it)."""
+
+    max_length: int | None = None
+    max_prompt_length: int | None = None
+
+    def check(self) -> None:
+        require(self, "train", "a JSONL or JSON file of preference pairs (prompt, chosen, "
+                "rejected)")
+        super().check()
+
+    def fit(self, context: int) -> None:
+        """Fill in the lengths left out; a pair must fit the model's ``context``."""
+        if self.max_length is None:
+            self.max_length = min(DEFAULT_MAX_LENGTH, context)
+        if self.max_length > context:
+            raise ConfigError(f"data.max_length {self.max_length} exceeds the model's context "
+                              f"of {context}; set data.max_length: {context} or less")
+        if self.max_prompt_length is None:
+            self.max_prompt_length = self.max_length // 2
+
+
+@dataclasses.dataclass
+class DPOSection(Section):
+    """The DPO loss: ``beta`` (how far the policy may move from its reference), ``loss_type``
+    (sigmoid: DPO; ipo: IPO) and ``label_smoothing`` (the share of preferences assumed
+    flipped, cDPO)."""
+
+    beta: float = 0.1
+    loss_type: Literal[LOSS_TYPES] = "sigmoid"
+    label_smoothing: float = 0.0
+
+    def check(self) -> None:
+        check_dpo_settings(self.beta, self.label_smoothing, self.loss_type)
+
+
+SECTIONS = {"dpo": {"model": DPOModelSection, "data": DataSection, "finetune": FinetuneSection,
+                    "dpo": DPOSection},
+            "reward": {"model": ChatModelSection, "data": DataSection,
+                       "finetune": FinetuneSection}}
 
 
 def train_dpo(config: dict[str, Any], *, resume: bool | str = False,
@@ -100,51 +142,46 @@ def train_reward(config: dict[str, Any], *, resume: bool | str = False,
 
 def _train_on_pairs(task: str, config: dict[str, Any], resume: bool | str,
                     log: Callable[[str], None] | None) -> dict[str, Any]:
-    start = time.perf_counter()
-    log = log or (lambda line: None)
-    config = copy.deepcopy(config)
-    sections = ("model", "data", "finetune", "training", *(["dpo"] if task == "dpo" else []))
-    model_section, data, method, training, *dpo = config_sections(config, sections, OTHER_KEYS)
-    model_section = check_model_section(
-        model_section, (*MODEL_KEYS, "reference") if task == "dpo" else MODEL_KEYS)
-    data, method = _check_data(data), check_finetune(method)
-    dpo_settings = _check_dpo(dpo[0]) if dpo else None
-    expected = check_expected(config.get("expected"), METRICS)
-    max_time = config.get("max_time_seconds")
-    max_time = None if max_time is None else coerce("max_time_seconds", max_time, float)
-    args = TrainingArguments.from_dict({**TRAINING_DEFAULTS, **TASK_DEFAULTS[task], **training})
-    output_dir = Path(args.output_dir)
+    from wxb.peft.strategy import apply_strategy, save_finetuned
+    from wxb.train.memory import TrainingMemory
+
+    run = Run(task, config, SECTIONS[task], log=log)
+    model_section, data, finetune = run["model"], run["data"], run["finetune"]
+    run.expect(METRICS)
+    args = run.arguments({**TRAINING_DEFAULTS, **TASK_DEFAULTS[task]})
 
     if task == "dpo":
-        model, tokenizer = load_chat_model(model_section, require_template=False)
+        model, tokenizer = load_chat_model(model_section.pretrained,
+                                           model_section.chat_template, require_template=False)
     else:
         model, tokenizer = _load_reward_model(model_section)
     disable_dropout(model)
-    data = _with_lengths(data, model)
-    log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters")
+    data.fit(model.config.max_position_embeddings)
+    run.log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters")
     datasets = {}
-    for name, pairs in read_splits(data, read_preferences).items():
+    for name, pairs in data.read_splits(read_preferences).items():
         datasets[name] = encode_preferences(
-            pairs, tokenizer, max_length=data["max_length"],
-            max_prompt_length=data["max_prompt_length"], margins=task == "reward")
-        log(f"{name}: {len(pairs):,} pairs, {datasets[name].truncated} cut to "
-            f"{data['max_length']} tokens")
+            pairs, tokenizer, max_length=data.max_length,
+            max_prompt_length=data.max_prompt_length, margins=task == "reward")
+        run.log(f"{name}: {len(pairs):,} pairs, {datasets[name].truncated} cut to "
+                f"{data.max_length} tokens")
 
-    optimizers, callbacks = apply_strategy(model, method, args)
-    pairwise: PairwiseModel = DPOModel(model, **dpo_settings) if dpo_settings \
-        else RewardModel(model)
-    trainer = Trainer(pairwise, args, data_collator=PreferenceCollator(_pad_id(tokenizer)),
-                      compute_metrics=preference_metrics, optimizers=optimizers,
-                      callbacks=callbacks)
+    optimizers, callbacks = apply_strategy(model, finetune.method, args)
+    pairwise: PairwiseModel = (DPOModel(model, **run["dpo"].to_dict()) if task == "dpo"
+                               else RewardModel(model))
+    trainer = run.trainer(pairwise, args, data_collator=PreferenceCollator(pad_id(tokenizer)),
+                          compute_metrics=preference_metrics, optimizers=optimizers,
+                          callbacks=callbacks)
     reference = None
     if isinstance(pairwise, DPOModel):
-        reference = _add_reference(datasets, pairwise, model_section, trainer, log)
+        reference = _add_reference(datasets, pairwise, model_section.reference, trainer,
+                                   run.log)
     trainer.train_dataset, trainer.eval_dataset = datasets["train"], datasets["validation"]
-    log(f"{model.num_parameters(trainable_only=True):,} parameters train "
-        f"({method['strategy']}); evaluating the starting point")
+    run.log(f"{model.num_parameters(trainable_only=True):,} parameters train "
+            f"({finetune.strategy}); evaluating the starting point")
     before = trainer.evaluate()
-    budget = TimeBudget(max_time) if max_time is not None else None
-    trainer.callbacks += [budget] if budget else []
+    if run.budget is not None:
+        run.budget.start = time.perf_counter()  # the budget is training's, not the evaluation's
     memory = TrainingMemory()
     memory.start(model)
     output = trainer.train(resume_from_checkpoint=resume)
@@ -153,113 +190,55 @@ def _train_on_pairs(task: str, config: dict[str, Any], resume: bool | str,
     after = trainer.evaluate()
     metrics = {**{k: after[k] for k in SCORES}, **{f"{k}_before": before[k] for k in SCORES}}
     for key in ("eval_rewards/accuracies", "eval_rewards/margins"):
-        log(f"{key.removeprefix('eval_')} on held-out pairs: {before[key]:.4f} before, "
-            f"{after[key]:.4f} after")
-    saved = save_finetuned(model, tokenizer, output_dir / "model", method)
-
-    result: dict[str, Any] = {
-        **run_summary(task, metrics, trainer, output, budget, start),
-        "memory_mib": memory_mib,
-        "examples": {name: {"pairs": len(d), "truncated": d.truncated}
-                     for name, d in datasets.items()},
-        "reference": reference,
-        **saved,
-        "config": result_config(
-            config, expected, model=model_section, data=data, finetune=method,
-            **({"dpo": dpo_settings} if dpo_settings else {}), training=args.to_dict(),
-            max_time_seconds=max_time),
-    }
-    return write_result(result, expected, metrics, output_dir)
+        run.log(f"{key.removeprefix('eval_')} on held-out pairs: {before[key]:.4f} before, "
+                f"{after[key]:.4f} after")
+    saved = save_finetuned(model, tokenizer, run.output_dir / "model", finetune.method)
+    return run.finish(
+        metrics, trainer=trainer, output=output, model_dir=saved["model_dir"],
+        adapter_dir=saved["adapter_dir"], memory_mib=memory_mib,
+        examples={name: {"pairs": len(d), "truncated": d.truncated}
+                  for name, d in datasets.items()},
+        reference=reference)
 
 
-# ----------------------------------------------------------------------------- the sections
-
-
-def _check_data(section: dict[str, Any]) -> dict[str, Any]:
-    check_section_keys("data", section, ("train", *DATA_DEFAULTS))
-    if "train" not in section:
-        raise ConfigError("data.train is required: a JSONL or JSON file of preference pairs "
-                          "(prompt, chosen, rejected)")
-    section = {**DATA_DEFAULTS, **check_held_out(section)}
-    for key in ("max_length", "max_prompt_length"):
-        if section[key] is not None:
-            section[key] = coerce(f"data.{key}", section[key], int)
-    return section
-
-
-def _check_dpo(section: dict[str, Any]) -> dict[str, Any]:
-    check_section_keys("dpo", section, tuple(DPO_DEFAULTS))
-    section = {**DPO_DEFAULTS, **section}
-    for key in ("beta", "label_smoothing"):
-        section[key] = coerce(f"dpo.{key}", section[key], float)
-    check_dpo_settings(section["beta"], section["label_smoothing"], section["loss_type"])
-    return section
-
-
-def _with_lengths(data: dict[str, Any], model: Any) -> dict[str, Any]:
-    """The data section with ``max_length`` (512, or the model's context when shorter) and
-    ``max_prompt_length`` (half of it) where it leaves them out; a pair must fit the context."""
-    context = model.config.max_position_embeddings
-    max_length = data["max_length"]
-    max_length = min(DEFAULT_MAX_LENGTH, context) if max_length is None else max_length
-    if max_length > context:
-        raise ConfigError(f"data.max_length {max_length} exceeds the model's context of "
-                          f"{context}; set data.max_length: {context} or less")
-    return {**data, "max_length": max_length,
-            "max_prompt_length": max_length // 2 if data["max_prompt_length"] is None
-            else data["max_prompt_length"]}
-
-
-# ----------------------------------------------------------------------------- the pieces
-
-
-def _load_reward_model(section: dict[str, Any]) -> tuple[Any, Any]:
-    """The model of ``section['pretrained']`` with a one-number ``score`` head (new, unless
-    the folder holds a reward model already) and its tokenizer."""
+def _load_reward_model(section: ChatModelSection) -> tuple[Any, Any]:
+    """The model of ``section.pretrained`` with a one-number ``score`` head (new, unless the
+    folder holds a reward model already) and its tokenizer."""
     from wxb.hub import from_pretrained, resolve
     from wxb.models.base import CONFIG_NAME, read_config_json
     from wxb.tokenizers.load import load_tokenizer
-    from wxb.train.finetune import head_architecture
 
-    folder = resolve(section["pretrained"])
+    folder = resolve(section.pretrained)
     tokenizer = load_tokenizer(folder)
-    template = section.get("chat_template")
-    if template is not None:
-        tokenizer.chat_template = BUILTIN_TEMPLATES.get(template, template)
+    if section.chat_template is not None:
+        tokenizer.chat_template = BUILTIN_TEMPLATES.get(section.chat_template,
+                                                        section.chat_template)
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
         raise ConfigError(f"the tokenizer in {folder} has neither a pad nor an eos token; a "
                           "reward model reads each sequence at its last token before the "
                           "padding, so it needs one of them")
     architecture = head_architecture(read_config_json(folder / CONFIG_NAME).get("model_type"))
     model = from_pretrained(folder, architecture=architecture, num_labels=1,
-                            pad_token_id=_pad_id(tokenizer))
+                            pad_token_id=pad_id(tokenizer))
     return model, tokenizer
 
 
-def _pad_id(tokenizer: Any) -> int:
-    """The padding id: the tokenizer's pad token, else its eos (as TRL sets it), else 0."""
-    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if token_id is not None:
-            return token_id
-    return 0
-
-
-def _add_reference(datasets: dict[str, Any], dpo: DPOModel, section: dict[str, Any],
-                   trainer: Trainer, log: Callable[[str], None]) -> str:
+def _add_reference(datasets: dict[str, Any], dpo: DPOModel, reference_dir: str | None,
+                   trainer: Any, log: Callable[[str], None]) -> str:
     """Put the reference's log-probabilities into every dataset, computed where the Trainer
-    put the policy (and in its precision); return what the reference was."""
+    put the policy (and in its precision); return what the reference was: the model of
+    ``reference_dir``, else the policy as it starts (with LoRA: with its adapters off)."""
     from wxb.peft.lora import disable_adapters, has_lora
 
     policy = dpo.model
-    if section.get("reference") is not None:
-        reference, _ = load_chat_model({"pretrained": section["reference"]},
-                                       require_template=False)
+    if reference_dir is not None:
+        reference, _ = load_chat_model(reference_dir, require_template=False)
         if reference.config.vocab_size != policy.config.vocab_size:
-            raise ConfigError(f"model.reference {section['reference']} has a vocabulary of "
+            raise ConfigError(f"model.reference {reference_dir} has a vocabulary of "
                               f"{reference.config.vocab_size} tokens, the policy "
                               f"{policy.config.vocab_size}: both must read the same tokens")
         reference.to(trainer.device)
-        context, source = nullcontext(), str(section["reference"])
+        context, source = nullcontext(), reference_dir
     elif has_lora(policy):
         reference, context = policy, disable_adapters(policy)
         source = "the policy with its LoRA adapters disabled"
