@@ -103,14 +103,17 @@ class Run:
 
     def trainer(self, model: Any, args: Any, *, callbacks: Iterable[Any] = (),
                 **kwargs: Any) -> Any:
-        """A Trainer for ``model`` with the run's time budget among its callbacks; the clock
-        of the budget starts here."""
+        """A Trainer for ``model`` with the run's time budget among its callbacks (its clock
+        starts with training)."""
         from wxb.train.callbacks import TimeBudget
         from wxb.train.trainer import Trainer
 
         self.budget = TimeBudget(self.max_time) if self.max_time is not None else None
-        return Trainer(model, args, callbacks=[*callbacks, *([self.budget] if self.budget
-                                                             else [])], **kwargs)
+        trainer = Trainer(model, args, callbacks=[*callbacks, *([self.budget] if self.budget
+                                                                else [])], **kwargs)
+        if trainer.precision_reason:
+            self.log(trainer.precision_reason)
+        return trainer
 
     # ------------------------------------------------------------------------- after training
 
@@ -134,11 +137,11 @@ class Run:
                **fields: Any) -> dict[str, Any]:
         """Judge the goal, write ``<output_dir>/result.json`` (atomically) and return it.
 
-        ``metric`` is the headline score when the config sets no goal (default: the first of
+        ``metric`` is the headline score (default: the goal's metric, else the first of
         ``metrics``); ``config`` replaces ``resolved()``; ``fields`` are the task's own.
         """
         judged = [judge_expected(goal, metrics) for goal in self.goals]
-        metric = judged[0]["metric"] if judged else metric or next(iter(metrics), None)
+        metric = metric or (judged[0]["metric"] if judged else next(iter(metrics), None))
         curve = self.output_dir / "loss_curve.png"
         result: dict[str, Any] = {
             "task": self.task,
@@ -153,8 +156,8 @@ class Run:
             "wall_time_s": round(time.perf_counter() - self.start, 2),
             "train_runtime_s": round(output.metrics["train_runtime"], 2) if output else None,
             "stopped_by_time_budget": bool(self.budget and self.budget.stopped),
-            "num_parameters": trainer.model.num_parameters() if trainer else None,
-            "trainable_parameters": trainer.model.num_parameters(trainable_only=True)
+            "num_parameters": count_parameters(trainer.model) if trainer else None,
+            "trainable_parameters": count_parameters(trainer.model, trainable_only=True)
             if trainer else None,
             "precision": getattr(trainer, "precision", None),
             "machine": machine(),
@@ -167,6 +170,13 @@ class Run:
         }
         atomic_write_json(self.output_dir / "result.json", result)
         return result
+
+
+def count_parameters(model: Any, trainable_only: bool = False) -> int:
+    """A model's parameters (wxb models count QLoRA's packed 4-bit weights too)."""
+    if hasattr(model, "num_parameters"):
+        return model.num_parameters(trainable_only=trainable_only)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def evaluate_with(trainer: Any, dataset: Any,

@@ -37,15 +37,19 @@ if TYPE_CHECKING:
 class TimeBudget:
     """Stop training once ``seconds`` of wall time have passed.
 
-    The clock starts when the callback is made, so make it just before ``trainer.train()``.
-    The step in flight finishes, and the Trainer saves its last checkpoint as on any stop;
-    ``stopped`` says afterwards whether the budget ended the run (for result.json).
+    The clock starts when training does (``on_train_begin``: what ran before, such as an
+    evaluation of the starting point, is not counted). The step in flight finishes, and the
+    Trainer saves its last checkpoint as on any stop; ``stopped`` says afterwards whether the
+    budget ended the run (for result.json).
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.start = time.perf_counter()
         self.stopped = False
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self.start = time.perf_counter()
 
     def on_step_end(self, trainer: Trainer) -> None:
         if time.perf_counter() - self.start >= self.seconds:

@@ -87,6 +87,9 @@ class DataSection(Section):
         return BUILTIN_DATA[self.name]()
 
 
+SECTIONS = {"model": ModelSection, "data": DataSection}
+
+
 def with_data(config: dict[str, Any], value: str) -> dict[str, Any]:
     """``config`` training on what a `--data` flag names: a built-in dataset, or a file (the
     data section's other settings kept)."""
@@ -113,7 +116,7 @@ def train_classifier(config: dict[str, Any], *, resume: bool | str = False,
     from wxb.train.checkpoint import load_weights
     from wxb.train.seed import set_seed
 
-    run = Run("image-classify", config, {"model": ModelSection, "data": DataSection}, log=log)
+    run = Run("image-classify", config, SECTIONS, log=log)
     model_section, data = run["model"], run["data"]
     run.expect(METRICS)
     args = run.arguments(TRAINING_DEFAULTS)

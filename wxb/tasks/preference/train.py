@@ -38,7 +38,6 @@ sigmoid loss log 2. The model that is evaluated and saved is the last one.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any, Literal
@@ -180,8 +179,6 @@ def _train_on_pairs(task: str, config: dict[str, Any], resume: bool | str,
     run.log(f"{model.num_parameters(trainable_only=True):,} parameters train "
             f"({finetune.strategy}); evaluating the starting point")
     before = trainer.evaluate()
-    if run.budget is not None:
-        run.budget.start = time.perf_counter()  # the budget is training's, not the evaluation's
     memory = TrainingMemory()
     memory.start(model)
     output = trainer.train(resume_from_checkpoint=resume)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -124,8 +123,6 @@ def train_sft(config: dict[str, Any], *, resume: bool | str = False,
             f"({finetune.strategy}); evaluating the starting point")
     before = trainer.evaluate()["eval_loss"]
     answers_before = answer_prompts(model, tokenizer, samples)
-    if run.budget is not None:
-        run.budget.start = time.perf_counter()  # the budget is training's, not the evaluation's
     memory = TrainingMemory()
     memory.start(model)
     output = trainer.train(resume_from_checkpoint=resume)
