@@ -50,6 +50,10 @@ VARIANT_FIELDS = ("metrics", "trainable_parameters", "num_parameters", "memory_m
                   "wall_time_s", "steps", "model_dir")
 
 
+# None of its own: the sections are the compared task's, checked by each variant's run.
+SECTIONS: dict[str, type] = {}
+
+
 def compare_finetune(config: dict[str, Any], *, resume: bool | str = False,
                      log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every variant of ``config`` and return the contents of ``result.json``.
@@ -65,7 +69,7 @@ def compare_finetune(config: dict[str, Any], *, resume: bool | str = False,
         sections = tuple(k for k in config if k not in (*COMMON_KEYS, *OWN_KEYS))
         if isinstance(config.get("training", {}), dict):
             config = merge_config({"training": {"output_dir": DEFAULT_OUTPUT_DIR}}, config)
-    run = Run(TASK, config, {}, log=log, extra_keys=(*OWN_KEYS, *sections))
+    run = Run(TASK, config, SECTIONS, log=log, extra_keys=(*OWN_KEYS, *sections))
     variants = run.config.get("variants")
     if not isinstance(variants, dict) or len(variants) < 2:
         raise ConfigError("compare-finetune needs variants: a mapping of at least two names to "

@@ -1,1 +1,2 @@
-"""BERT pretraining (task ``bert-pretrain``, ``train``) and what it brings to fine-tuning (task ``pretrain-finetune``, ``then_finetune``)."""
+"""BERT pretraining (task ``bert-pretrain``, ``train``) and what it brings to fine-tuning (task
+``pretrain-finetune``, ``then_finetune``)."""

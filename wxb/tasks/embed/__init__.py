@@ -1,1 +1,2 @@
-"""Sentence embeddings (task ``embed``): the ``pipeline`` pools an encoder as sentence-transformers does."""
+"""Sentence embeddings (task ``embed``): the ``pipeline`` pools an encoder as
+sentence-transformers does."""

@@ -1,1 +1,2 @@
-"""Training on preference pairs: DPO (task ``dpo``) and reward models (task ``reward``), in ``train``."""
+"""Training on preference pairs: DPO (task ``dpo``) and reward models (task ``reward``), in
+``train``."""

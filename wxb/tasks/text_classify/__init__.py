@@ -1,1 +1,2 @@
-"""Text classification (task ``text-classify``): fine-tuning in ``train``, the classifier in ``pipeline``."""
+"""Text classification (task ``text-classify``): fine-tuning in ``train``, the classifier in
+``pipeline``."""

@@ -105,6 +105,9 @@ class DataSection(Section):
                 for name in DATA_FILES if getattr(self, name) is not None}
 
 
+SECTIONS = {"model": ModelSection, "data": DataSection}
+
+
 def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train the configured tagger and return the contents of ``result.json``.
@@ -115,7 +118,7 @@ def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
     from wxb.data.tagging import encode_sentences, tag_set
     from wxb.data.text import PaddingCollator
 
-    run = Run("token-classify", config, {"model": ModelSection, "data": DataSection}, log=log)
+    run = Run("token-classify", config, SECTIONS, log=log)
     model_section, data = run["model"], run["data"]
     scored = [prefix for name, prefix in SCORED_SPLITS if getattr(data, name) is not None]
     run.expect(m for m in METRICS if m.split("_")[0] in scored)
