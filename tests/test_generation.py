@@ -141,6 +141,8 @@ PAIRS = [
     ("no_repeat_ngram longer than input", lambda m: m.NoRepeatNGramLogitsProcessor(20)),
     ("min_new_tokens bans eos", lambda m: m.MinNewTokensLengthLogitsProcessor(8, 5, [2, 3])),
     ("min_new_tokens reached", lambda m: m.MinNewTokensLengthLogitsProcessor(8, 4, [2, 3])),
+    ("min_new_tokens eos beyond the vocabulary",
+     lambda m: m.MinNewTokensLengthLogitsProcessor(8, 5, [2, 1000])),
     ("suppress", lambda m: m.SuppressTokensLogitsProcessor([1, 5, 5, 1000])),
 ]
 
@@ -263,6 +265,35 @@ def test_eos_list_and_all_rows_finishing_early():
     eos = sorted({int(greedy[r, 6 + 1]) for r in range(3)})  # each row's second new token
     out = assert_same_as_hf(hf, max_new_tokens=12, eos_token_id=eos)
     assert out.shape[1] == 6 + 2
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(num_beams=3)])
+def test_an_eos_outside_the_vocabulary_never_ends_a_sequence(settings):
+    """transformers accepts it (it is never generated); so does wxb, with a warning."""
+    hf = MODELS["gpt2"]
+    with pytest.warns(UserWarning, match="eos_token_id 101 is outside the model's vocabulary "
+                                         "of 96 tokens"):
+        out = assert_same_as_hf(hf, max_new_tokens=7, eos_token_id=VOCAB + 5, **settings)
+    assert out.shape[1] == 6 + 7
+
+
+def test_an_eos_outside_the_vocabulary_beside_one_inside():
+    """Rows end at the eos that exists and are padded with it: the first eos, which
+    transformers would pad with, cannot be fed to the model."""
+    hf = MODELS["gpt2"]
+    eos = int(hf_generate(hf, max_new_tokens=12, eos_token_id=None)[0, 6 + 2])
+    with pytest.warns(UserWarning, match="eos_token_id 96 is outside"):
+        out = wxb_generate(hf, max_new_tokens=12, eos_token_id=[VOCAB, eos])
+    row = out[0, 6:].tolist()
+    end = row.index(eos)
+    assert end <= 2 and row[end:] == [eos] * (len(row) - end)
+    assert torch.equal(out, hf_generate(hf, max_new_tokens=12, eos_token_id=eos))
+
+
+def test_a_prompt_outside_the_vocabulary_is_one_clear_error():
+    with pytest.raises(ConfigError, match="the prompt holds token id 96, outside the model's "
+                                          "vocabulary of 96 tokens"):
+        wxb_generate(MODELS["gpt2"], ids=PROMPTS.masked_fill(PROMPTS == 14, VOCAB))
 
 
 @pytest.mark.filterwarnings("ignore:Using the model-agnostic default")
@@ -472,7 +503,8 @@ def test_truncate_prompt_keeps_the_last_tokens():
     (dict(early_stopping="sometimes"), "early_stopping must be true, false or 'never'"),
     (dict(stop_strings=[""]), "stop_strings must be non-empty"),
     (dict(eos_token_id=-1), "eos_token_id must hold token ids"),
-    (dict(eos_token_id=VOCAB), "outside the model's vocabulary"),
+    (dict(eos_token_id=3, pad_token_id=VOCAB), "pad_token_id 96 is outside the model's "
+                                               "vocabulary of 96 tokens"),
     (dict(max_length=4), "max_length (prompt included) is 4"),
     (dict(stop_strings=["x"]), "pass generate(..., tokenizer=tok)"),
     (dict(top_pp=0.9), "unknown generation setting 'top_pp'"),

@@ -109,9 +109,9 @@ def test_pre_ln_transformer_equals_torch_nn_transformer():
         expected = ref(src, tgt, tgt_mask=ref.generate_square_subsequent_mask(6),
                        src_key_padding_mask=mask == 0, memory_key_padding_mask=mask == 0,
                        tgt_is_causal=True)
-        memory = encoder(ids, mask)
+        memory = encoder(ids, mask).last_hidden_state
         kv = [layer.encoder_attn.keys_values(memory) for layer in decoder.layers]
-        got, _ = decoder(target, kv, mask[:, None, None, :].bool())
+        got = decoder(target, kv, mask[:, None, None, :].bool()).last_hidden_state
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 

@@ -15,6 +15,7 @@ left, so every row's next token lands in the same column.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,9 +56,22 @@ def prepare(model: Any, input_ids: Any, config: GenerationConfig,
     input_ids = _prompt(input_ids, config.bos_token_id, device)
     eos_ids = [eos] if isinstance(eos, int) else eos
     attention_mask = _attention_mask(input_ids, attention_mask, pad, eos_ids)
+    vocab = model.config.vocab_size
+    _check_prompt(input_ids, vocab)
+    reachable = [i for i in eos_ids or [] if i < vocab]
+    outside = [i for i in eos_ids or [] if i >= vocab]
+    if outside and eos != getattr(model.config, "eos_token_id", None):
+        # The model's own eos was reported when its config was read; a requested one is here.
+        warnings.warn(f"eos_token_id {outside[0]} is outside the model's vocabulary of "
+                      f"{vocab} tokens, so it never ends a sequence", stacklevel=4)
     if pad is None and eos_ids:
-        pad = eos_ids[0]  # as transformers: finished rows are padded with the first eos
-    _check_in_vocab(model.config, eos_token_id=eos_ids, pad_token_id=pad)
+        # As transformers: finished rows are padded with the first eos (one that exists).
+        pad = (reachable or eos_ids)[0]
+    if pad is not None and pad >= vocab and config.num_beams == 1 and (
+            reachable or config.stop_strings):
+        raise ConfigError(f"pad_token_id {pad} is outside the model's vocabulary of {vocab} "
+                          "tokens, and a row that finishes early is fed it while the others "
+                          f"go on; set pad_token_id to an id below {vocab}")
     if config.stop_strings and tokenizer is None:
         raise ConfigError("stop_strings need the tokenizer to read the text: pass "
                           "generate(..., tokenizer=tok)")
@@ -189,13 +203,12 @@ def _positions(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
     return position_ids, full, padding
 
 
-def _check_in_vocab(model_config: Any, **ids: list[int] | int | None) -> None:
-    vocab = model_config.vocab_size
-    for name, value in ids.items():
-        for i in [] if value is None else [value] if isinstance(value, int) else value:
-            if i >= vocab:
-                raise ConfigError(f"{name} {i} is outside the model's vocabulary of {vocab} "
-                                  "tokens")
+def _check_prompt(input_ids: torch.Tensor, vocab: int) -> None:
+    """Every prompt id (the bos or decoder start token included) indexes the embeddings."""
+    top = int(input_ids.max())
+    if top >= vocab:
+        raise ConfigError(f"the prompt holds token id {top}, outside the model's vocabulary "
+                          f"of {vocab} tokens; encode it with the model's own tokenizer")
 
 
 def _fit_context(model_config: Any, input_ids: torch.Tensor,

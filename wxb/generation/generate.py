@@ -13,13 +13,15 @@ from wxb.generation.beam import beam_search
 from wxb.generation.config import GenerationConfig
 from wxb.generation.decoding import Decoding, prepare, sample_steps
 from wxb.generation.encoder_decoder import decoder_view
+from wxb.models.outputs import ModelOutput
 
 SPECIAL_TOKENS = ("eos_token_id", "pad_token_id", "bos_token_id")
 
 
 @dataclass
-class GenerateOutput:
-    """What ``generate(..., return_dict_in_generate=True)`` returns.
+class GenerateOutput(ModelOutput):
+    """What ``generate(..., return_dict_in_generate=True)`` returns (indexed as any output:
+    ``out[0]`` is ``sequences``).
 
     ``sequences`` (batch * num_return_sequences, prompt + new); ``sequences_scores``
     (batch * num_return_sequences,), beam search only: each hypothesis' length-penalised

@@ -172,7 +172,10 @@ class MinNewTokensLengthLogitsProcessor:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if input_ids.shape[-1] - self.prompt_length_to_skip >= self.min_new_tokens:
             return scores
-        return scores.index_fill(1, self.eos_token_id.to(scores.device), -math.inf)
+        # A mask over the vocabulary, not an index: an eos id beyond it is simply never banned.
+        vocab = torch.arange(scores.shape[-1], device=scores.device)
+        return scores.masked_fill(torch.isin(vocab, self.eos_token_id.to(scores.device)),
+                                  -math.inf)
 
 
 class SuppressTokensLogitsProcessor:

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.utils.checkpoint
-from safetensors.torch import load_model
 from torch import nn
 
 from wxb.config import check_known_keys, coerce_fields
-from wxb.errors import CheckpointError, ConfigError
-from wxb.io import read_json_object
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from wxb.errors import ConfigError
+from wxb.models import checkpoint
+from wxb.models.checkpoint import CONFIG_NAME as CONFIG_NAME
+from wxb.models.checkpoint import WEIGHTS_NAME as WEIGHTS_NAME
+from wxb.models.checkpoint import load_safetensors as load_safetensors
+from wxb.models.checkpoint import read_config_json
 
 C = TypeVar("C", bound="Config")
 M = TypeVar("M", bound="PreTrainedModel")
@@ -100,24 +101,31 @@ def labels_to_dict(values: dict[str, Any], num_labels: int,
             "label2id": {name: i for i, name in names.items()}}
 
 
-def read_config_json(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist; a model folder needs a {CONFIG_NAME}")
-    return read_json_object(path, CheckpointError)
+def check_token_ids(config: Config, vocab_size: int, *, embedded: tuple[str, ...] = (),
+                    generated: tuple[str, ...] = ()) -> None:
+    """Special token ids of ``config`` against a vocabulary of ``vocab_size``, the way
+    ``transformers`` treats them.
 
-
-def load_safetensors(model: nn.Module, path: str | Path) -> None:
-    """Load weights into ``model``, refusing missing, unexpected or mis-shaped tensors."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist; the model folder has no weights")
-    try:
-        load_model(model, str(path), strict=True)
-    except (RuntimeError, OSError, ValueError) as err:
-        detail = " ".join(str(err).split())[:240]
-        raise CheckpointError(f"{path} does not fit this {type(model).__name__}: {detail}; "
-                              "it was saved from a model with another configuration") from None
+    An id in ``embedded`` is the padding row of an embedding table, so one outside the table
+    cannot work: ConfigError (transformers refuses it too). An id in ``generated`` (eos, bos,
+    pad of a decoder) is only compared with tokens: one outside the vocabulary is never
+    generated, and transformers loads such a checkpoint with a warning, as wxb does.
+    """
+    owner = type(config).__name__
+    for name in embedded:
+        value = getattr(config, name)
+        # nn.Embedding's range: a negative padding_idx counts from the end.
+        if value is not None and not -vocab_size <= value < vocab_size:
+            raise ConfigError(f"{owner}: {name} {value} is outside the vocabulary of "
+                              f"{vocab_size} tokens, and it is the embeddings' padding row; "
+                              f"set it to an id below {vocab_size}")
+    for name in generated:
+        value = getattr(config, name)
+        ids = [] if value is None else [value] if isinstance(value, int) else list(value)
+        for i in ids:
+            if i >= vocab_size:
+                warnings.warn(f"{owner}: {name} {i} is outside the vocabulary of {vocab_size} "
+                              "tokens, so the model never generates it", stacklevel=4)
 
 
 class PreTrainedModel(nn.Module):
@@ -173,20 +181,23 @@ class PreTrainedModel(nn.Module):
         which is where every wxb family defines it (a family may say otherwise)."""
         return next((m for m in self.modules() if isinstance(m, nn.Embedding)), None)
 
+    @property
+    def base_model(self) -> nn.Module:
+        """The bare model under a head (``model.bert``, ``model.transformer``, ...), or the
+        model itself when it is one, as in ``transformers``."""
+        return getattr(self, getattr(self, "base_model_prefix", ""), self)
+
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` that ``transformers`` loads."""
-        from wxb.hub import save_pretrained  # hub builds on the models, so import it late
-
-        return save_pretrained(self, folder)
+        return checkpoint.save_pretrained(self, folder)
 
     @classmethod
     def from_pretrained(cls: type[M], folder: str | Path, dtype: torch.dtype | None = None,
                         **kwargs: Any) -> M:
-        """Load a folder into this class; ``kwargs``: ``ignore_mismatched_sizes`` and config
-        fields to override (e.g. ``num_labels=3``)."""
-        from wxb.hub import load_pretrained
-
-        return load_pretrained(cls, folder, dtype, **kwargs)
+        """Load a local folder into this class; ``kwargs``: ``ignore_mismatched_sizes`` and
+        config fields to override (e.g. ``num_labels=3``). ``wxb.from_pretrained`` also takes
+        hub ids and picks the class itself."""
+        return checkpoint.load_pretrained(cls, folder, dtype, **kwargs)
 
     @property
     def device(self) -> torch.device:

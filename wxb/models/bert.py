@@ -14,16 +14,27 @@ Hugging Face's: ``BertModel`` keys have no prefix, the heads' models keep theirs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wxb.errors import ConfigError
-from wxb.models.base import LabelledConfig, PreTrainedModel
-from wxb.models.outputs import sequence_classification_loss
+from wxb.models.base import LabelledConfig, PreTrainedModel, check_token_ids
+from wxb.models.outputs import (
+    BaseModelOutputWithPooling,
+    BertForPreTrainingOutput,
+    MaskedLMOutput,
+    ModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+    sequence_classification_loss,
+)
 from wxb.nn import Dropout, activation, attention
+
+Output = TypeVar("Output", bound=ModelOutput)
 
 
 @dataclass
@@ -57,36 +68,7 @@ class BertConfig(LabelledConfig):
         if self.num_labels < 1:
             raise ConfigError(f"num_labels must be at least 1, got {self.num_labels}")
         activation(self.hidden_act)
-
-
-@dataclass
-class BaseModelOutputWithPooling:
-    """``last_hidden_state`` (batch, seq, hidden); ``pooler_output`` (batch, hidden) or None;
-    per-layer ``hidden_states`` (embeddings first) and ``attentions`` when asked for."""
-
-    last_hidden_state: torch.Tensor
-    pooler_output: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-
-@dataclass
-class EncoderHeadOutput:
-    """What the heads return: ``loss`` when labels were given, the head's ``logits`` (for
-    pretraining, the MLM logits, with ``seq_relationship_logits`` beside them; for question
-    answering, ``start_logits`` and ``end_logits``), and the encoder's extras."""
-
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    seq_relationship_logits: torch.Tensor | None = None
-    start_logits: torch.Tensor | None = None
-    end_logits: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-    @property
-    def prediction_logits(self) -> torch.Tensor | None:  # Hugging Face's name in pretraining
-        return self.logits
+        check_token_ids(self, self.vocab_size, embedded=("pad_token_id",))
 
 
 # ----------------------------------------------------------------------------- the encoder
@@ -356,10 +338,10 @@ class _BertWithHead(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
 
-def _output(encoded: BaseModelOutputWithPooling, **fields: Any) -> EncoderHeadOutput:
+def _output(cls: type[Output], encoded: BaseModelOutputWithPooling,
+            **fields: torch.Tensor | None) -> Output:
     """A head's output with the encoder's hidden states and attentions passed on."""
-    return EncoderHeadOutput(**fields, hidden_states=encoded.hidden_states,
-                             attentions=encoded.attentions)
+    return cls(**fields, hidden_states=encoded.hidden_states, attentions=encoded.attentions)
 
 
 def _token_loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
@@ -382,7 +364,7 @@ class BertForPreTraining(_BertWithHead):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, next_sentence_label=None, output_attentions=False,
-                output_hidden_states=False) -> EncoderHeadOutput:
+                output_hidden_states=False) -> BertForPreTrainingOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
                         output_attentions, output_hidden_states)
         logits, labels = self._mlm(out.last_hidden_state, labels)
@@ -391,7 +373,8 @@ class BertForPreTraining(_BertWithHead):
         if labels is not None and next_sentence_label is not None:
             loss = _token_loss(logits, labels) + F.cross_entropy(
                 nsp.float(), next_sentence_label.to(nsp.device))
-        return _output(out, loss=loss, logits=logits, seq_relationship_logits=nsp)
+        return _output(BertForPreTrainingOutput, out, loss=loss, prediction_logits=logits,
+                       seq_relationship_logits=nsp)
 
 
 class BertForMaskedLM(_BertWithHead):
@@ -404,11 +387,11 @@ class BertForMaskedLM(_BertWithHead):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_attentions=False,
-                output_hidden_states=False) -> EncoderHeadOutput:
+                output_hidden_states=False) -> MaskedLMOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
                         output_attentions, output_hidden_states)
         logits, labels = self._mlm(out.last_hidden_state, labels)
-        return _output(out, loss=_token_loss(logits, labels), logits=logits)
+        return _output(MaskedLMOutput, out, loss=_token_loss(logits, labels), logits=logits)
 
 
 class BertForSequenceClassification(_BertWithHead):
@@ -422,13 +405,13 @@ class BertForSequenceClassification(_BertWithHead):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_attentions=False,
-                output_hidden_states=False) -> EncoderHeadOutput:
+                output_hidden_states=False) -> SequenceClassifierOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
                         output_attentions, output_hidden_states)
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None if labels is None else sequence_classification_loss(
             logits, labels.to(logits.device), self.config.num_labels, self.config.problem_type)
-        return _output(out, loss=loss, logits=logits)
+        return _output(SequenceClassifierOutput, out, loss=loss, logits=logits)
 
 
 class BertForTokenClassification(_BertWithHead):
@@ -443,11 +426,12 @@ class BertForTokenClassification(_BertWithHead):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_attentions=False,
-                output_hidden_states=False) -> EncoderHeadOutput:
+                output_hidden_states=False) -> TokenClassifierOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
                         output_attentions, output_hidden_states)
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        return _output(out, loss=_token_loss(logits, labels), logits=logits)
+        return _output(TokenClassifierOutput, out, loss=_token_loss(logits, labels),
+                       logits=logits)
 
 
 class BertForQuestionAnswering(_BertWithHead):
@@ -464,7 +448,7 @@ class BertForQuestionAnswering(_BertWithHead):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 start_positions=None, end_positions=None, output_attentions=False,
-                output_hidden_states=False) -> EncoderHeadOutput:
+                output_hidden_states=False) -> QuestionAnsweringModelOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids,
                         output_attentions, output_hidden_states)
         start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
@@ -478,4 +462,5 @@ class BertForQuestionAnswering(_BertWithHead):
                       for logits, positions in ((start, start_positions),
                                                 (end, end_positions))]
             loss = (losses[0] + losses[1]) / 2
-        return _output(out, loss=loss, start_logits=start, end_logits=end)
+        return _output(QuestionAnsweringModelOutput, out, loss=loss, start_logits=start,
+                       end_logits=end)

@@ -1,16 +1,17 @@
-"""The forward pass every decoder-only language model shares (GPT-2, LLaMA), under two heads.
+"""The forward pass every decoder-only language model shares (GPT-2, LLaMA), and its heads.
 
-A family supplies its pieces: ``embed`` (token ids and positions to vectors, plus anything its
-layers need, such as LLaMA's rotary angles), ``layers`` and ``final_norm``. ``DecoderBase.decode``
-runs them: the cache, positions, masks and the layer loop. ``CausalLMBase`` puts ``lm_head``
+A family's bare model (``GPT2Model``, ``LlamaModel``) is a ``DecoderModel`` and supplies its
+pieces: ``embed`` (token ids and positions to vectors, plus anything its layers need, such as
+LLaMA's rotary angles), ``blocks`` and ``final_norm``. ``DecoderModel.forward`` runs them: the
+cache, positions, masks and the layer loop. A head keeps the bare model under its
+``base_model_prefix`` (``transformer.``, ``model.``): ``CausalLMBase`` puts ``lm_head``
 (next-token logits and loss) on top, ``SequenceClassifierBase`` a ``score`` layer read at each
 sequence's last token (reward models).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -18,7 +19,8 @@ from torch import nn
 from wxb.errors import ConfigError
 from wxb.models.base import PreTrainedModel
 from wxb.models.outputs import (
-    CausalLMOutput,
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
     SequenceClassifierOutput,
     causal_lm_loss,
     sequence_classification_loss,
@@ -26,18 +28,24 @@ from wxb.models.outputs import (
 from wxb.nn import KVCache, make_mask
 
 
-@dataclass
-class DecoderOutput:
-    """``last_hidden_state`` (batch, seq, hidden), after the final norm; the cache; per-layer
-    hidden states and attention weights when asked for."""
+def init_weights(model: nn.Module, std: float) -> None:
+    """GPT-2's and LLaMA's initialisation of every layer in ``model``: N(0, std) linear and
+    embedding weights, zero biases.
 
-    last_hidden_state: torch.Tensor
-    past_key_values: KVCache | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
+    A bare model initialises itself only when built alone (``initialize=True``); a head builds
+    it with ``initialize=False`` and initialises the whole model once, its own layer included,
+    so no weight is drawn twice.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
-class DecoderBase(PreTrainedModel):
+class DecoderModel(PreTrainedModel):
+    """A bare decoder: token ids -> the final norm's hidden states (no head)."""
+
     supports_gradient_checkpointing = True
 
     def embed(self, input_ids: torch.Tensor,
@@ -46,26 +54,22 @@ class DecoderBase(PreTrainedModel):
         every layer."""
         raise NotImplementedError
 
-    def layers(self) -> nn.ModuleList:
+    def blocks(self) -> nn.ModuleList:
         raise NotImplementedError
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=self.config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-               position_ids: torch.Tensor | None = None,
-               past_key_values: KVCache | None = None, use_cache: bool = False,
-               output_attentions: bool = False,
-               output_hidden_states: bool = False) -> DecoderOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None,
+                past_key_values: KVCache | None = None, use_cache: bool = False,
+                output_attentions: bool = False,
+                output_hidden_states: bool = False) -> BaseModelOutputWithPast:
         """input_ids (batch, seq); attention_mask (batch, past + seq), 0 on padding;
-        position_ids (batch, seq), by default counting on from the cached positions."""
-        layers = self.layers()
+        position_ids (batch, seq), by default counting on from the cached positions;
+        ``past_key_values`` a KVCache of the earlier positions, filled in place, and returned
+        with ``use_cache`` (a new one when none was given)."""
+        layers = self.blocks()
         seq = input_ids.shape[1]
         if use_cache and past_key_values is None:
             past_key_values = KVCache(len(layers))
@@ -88,12 +92,17 @@ class DecoderBase(PreTrainedModel):
             weights.append(w)
         x = self.final_norm(x)
         hidden.append(x)
-        return DecoderOutput(x, past_key_values,
-                             tuple(hidden) if output_hidden_states else None,
-                             tuple(weights) if output_attentions else None)
+        return BaseModelOutputWithPast(
+            last_hidden_state=x, past_key_values=past_key_values if use_cache else None,
+            hidden_states=tuple(hidden) if output_hidden_states else None,
+            attentions=tuple(weights) if output_attentions else None)
 
 
-class CausalLMBase(DecoderBase):
+class CausalLMBase(PreTrainedModel):
+    """A bare decoder under ``base_model_prefix`` with ``lm_head``: next-token logits."""
+
+    supports_gradient_checkpointing = True
+    base_model_prefix: ClassVar[str]
     lm_head: nn.Linear
 
     def forward(
@@ -107,25 +116,28 @@ class CausalLMBase(DecoderBase):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         logits_to_keep: int = 0,
-    ) -> CausalLMOutput:
-        """The inputs of ``decode``; ``labels`` (batch, seq) gives the next-token loss (-100
-        ignored); ``use_cache`` returns a KVCache for the next step; ``logits_to_keep=n``
-        computes only the last n positions' logits (decoding needs just one)."""
-        out = self.decode(input_ids, attention_mask, position_ids, past_key_values, use_cache,
-                          output_attentions, output_hidden_states)
+    ) -> CausalLMOutputWithPast:
+        """The inputs of ``DecoderModel.forward``; ``labels`` (batch, seq) gives the next-token
+        loss (-100 ignored); ``use_cache`` returns a KVCache for the next step;
+        ``logits_to_keep=n`` computes only the last n positions' logits (decoding needs just
+        one). Returns logits (batch, seq or n, vocab)."""
+        out = self.base_model(input_ids, attention_mask, position_ids, past_key_values,
+                              use_cache, output_attentions, output_hidden_states)
         x = out.last_hidden_state
         logits = self.lm_head(x[:, -logits_to_keep:] if logits_to_keep else x)
-        return CausalLMOutput(
+        return CausalLMOutputWithPast(
             loss=causal_lm_loss(logits, labels) if labels is not None else None,
             logits=logits, past_key_values=out.past_key_values,
             hidden_states=out.hidden_states, attentions=out.attentions)
 
 
-class SequenceClassifierBase(DecoderBase):
-    """A decoder with a ``score`` layer (no bias) read at each sequence's last real token, as
-    in Hugging Face's ``*ForSequenceClassification`` of GPT-2 and LLaMA: with
-    ``num_labels=1`` it is a reward model (one scalar per sequence)."""
+class SequenceClassifierBase(PreTrainedModel):
+    """A bare decoder under ``base_model_prefix`` with a ``score`` layer (no bias) read at
+    each sequence's last real token, as in Hugging Face's ``*ForSequenceClassification`` of
+    GPT-2 and LLaMA: with ``num_labels=1`` it is a reward model (one scalar per sequence)."""
 
+    supports_gradient_checkpointing = True
+    base_model_prefix: ClassVar[str]
     score: nn.Linear
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -134,15 +146,17 @@ class SequenceClassifierBase(DecoderBase):
                 output_hidden_states: bool = False) -> SequenceClassifierOutput:
         """input_ids (batch, seq) -> logits (batch, num_labels); the loss (when ``labels``)
         follows ``problem_type`` as in Hugging Face."""
-        out = self.decode(input_ids, attention_mask, position_ids,
-                          output_attentions=output_attentions,
-                          output_hidden_states=output_hidden_states)
+        out = self.base_model(input_ids, attention_mask, position_ids,
+                              output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states)
         logits = self.score(out.last_hidden_state)  # (batch, seq, num_labels)
         last = last_token_index(input_ids, self.config.pad_token_id)
         pooled = logits[torch.arange(len(input_ids), device=logits.device), last]
         loss = None if labels is None else sequence_classification_loss(
             pooled, labels.to(pooled.device), self.config.num_labels, self.config.problem_type)
-        return SequenceClassifierOutput(loss=loss, logits=pooled)
+        return SequenceClassifierOutput(loss=loss, logits=pooled,
+                                        hidden_states=out.hidden_states,
+                                        attentions=out.attentions)
 
 
 def last_token_index(input_ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:

@@ -4,7 +4,9 @@
         -> ln_f -> lm_head (the transpose of wte: tied weights) -> logits
 
 Parameter names are Hugging Face's. Hugging Face stores c_attn, c_proj and c_fc as ``Conv1D``
-with (in, out) weights; here they are ``nn.Linear`` (out, in), and ``wxb.hub`` transposes.
+with (in, out) weights; here they are ``nn.Linear`` (out, in), and ``wxb.models.checkpoint``
+transposes. ``GPT2Model`` is the bare decoder (keys ``wte.weight``, ``h.0...``); the heads keep
+it under ``transformer.``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import torch
 from torch import nn
 
 from wxb.errors import ConfigError
-from wxb.models.base import LabelledConfig
-from wxb.models.decoder import CausalLMBase, DecoderBase, SequenceClassifierBase
+from wxb.models.base import LabelledConfig, check_token_ids
+from wxb.models.decoder import CausalLMBase, DecoderModel, SequenceClassifierBase, init_weights
 from wxb.nn import Dropout, KVCache, activation, attention
 
 
@@ -53,6 +55,8 @@ class GPT2Config(LabelledConfig):
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         activation(self.activation_function)
+        check_token_ids(self, self.vocab_size,
+                        generated=("bos_token_id", "eos_token_id", "pad_token_id"))
 
     @property
     def max_position_embeddings(self) -> int:
@@ -115,60 +119,63 @@ class GPT2Block(nn.Module):
         return x + self.mlp(self.ln_2(x)), weights
 
 
-class GPT2Model(nn.Module):
-    def __init__(self, config: GPT2Config) -> None:
-        super().__init__()
+def init_gpt2(model: nn.Module, config: GPT2Config) -> None:
+    """N(0, initializer_range) weights, the residual projections' scaled by 1/sqrt(2 *
+    n_layer): each block adds two to the residual stream, whose variance would grow."""
+    init_weights(model, config.initializer_range)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            nn.init.normal_(p, std=config.initializer_range / math.sqrt(2 * config.n_layer))
+
+
+class GPT2Model(DecoderModel):
+    """The bare GPT-2: ids -> ln_f's hidden states (batch, seq, n_embd)."""
+
+    config_class = GPT2Config
+    base_model_prefix = "transformer"
+
+    def __init__(self, config: GPT2Config, initialize: bool = True) -> None:
+        super().__init__(config)
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.drop = Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(GPT2Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
-
-
-class GPT2PreTrainedModel(DecoderBase):
-    """The GPT-2 body and the pieces the shared decoder loop runs; each head adds its layer."""
-
-    config_class = GPT2Config
-
-    def __init__(self, config: GPT2Config) -> None:
-        super().__init__(config)
-        self.transformer = GPT2Model(config)
-
-    def _init_all(self) -> None:
-        self.apply(self._init_weights)
-        # GPT-2 scales the residual projections by 1/sqrt(2 * n_layer): each block adds two.
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, std=self.config.initializer_range
-                                / math.sqrt(2 * self.config.n_layer))
+        if initialize:  # a head initialises it with itself (see init_weights)
+            init_gpt2(self, config)
 
     def embed(self, input_ids: torch.Tensor,
               position_ids: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        t = self.transformer
-        return t.drop(t.wte(input_ids) + t.wpe(position_ids)), {}
+        return self.drop(self.wte(input_ids) + self.wpe(position_ids)), {}
 
-    def layers(self) -> nn.ModuleList:
-        return self.transformer.h
+    def blocks(self) -> nn.ModuleList:
+        return self.h
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.transformer.ln_f(x)
+        return self.ln_f(x)
 
 
-class GPT2LMHeadModel(GPT2PreTrainedModel, CausalLMBase):
+class GPT2LMHeadModel(CausalLMBase):
+    config_class = GPT2Config
+    base_model_prefix = "transformer"
+
     def __init__(self, config: GPT2Config) -> None:
         super().__init__(config)
+        self.transformer = GPT2Model(config, initialize=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self._init_all()
+        init_gpt2(self, config)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
 
 
-class GPT2ForSequenceClassification(GPT2PreTrainedModel, SequenceClassifierBase):
+class GPT2ForSequenceClassification(SequenceClassifierBase):
     """GPT-2 with a scalar-per-label ``score`` head at the last token (a reward model)."""
 
+    config_class = GPT2Config
     base_model_prefix = "transformer"  # loads a GPT2LMHeadModel checkpoint under a new head
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__(config)
+        self.transformer = GPT2Model(config, initialize=False)
         self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
-        self._init_all()
+        init_gpt2(self, config)

@@ -7,7 +7,8 @@
 - rotary positions applied to q and k inside attention instead of learned position vectors;
 - SwiGLU feed-forward; and grouped-query attention (num_key_value_heads < num_attention_heads).
 
-Parameter names are Hugging Face's (``model.layers.0.self_attn.q_proj.weight``, ...).
+Parameter names are Hugging Face's: ``LlamaModel`` is the bare decoder (``embed_tokens.weight``,
+``layers.0.self_attn.q_proj.weight``, ...), and the heads keep it under ``model.``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 from torch import nn
 
 from wxb.errors import ConfigError
-from wxb.models.base import LabelledConfig
-from wxb.models.decoder import CausalLMBase, DecoderBase, SequenceClassifierBase
+from wxb.models.base import LabelledConfig, check_token_ids
+from wxb.models.decoder import CausalLMBase, DecoderModel, SequenceClassifierBase, init_weights
 from wxb.nn import KVCache, RMSNorm, RotaryEmbedding, SwiGLU, apply_rotary, attention
 from wxb.nn.position import rope_frequencies
 
@@ -61,6 +62,8 @@ class LlamaConfig(LabelledConfig):
             raise ConfigError(f"num_attention_heads {self.num_attention_heads} is not a multiple "
                               f"of num_key_value_heads {self.num_key_value_heads}")
         rope_frequencies(self.head_dim, self.rope_theta, self.rope_scaling)  # fails early
+        check_token_ids(self, self.vocab_size,
+                        generated=("bos_token_id", "eos_token_id", "pad_token_id"))
 
     @classmethod
     def from_dict(cls, values: dict, *, strict: bool = False) -> LlamaConfig:
@@ -121,52 +124,55 @@ class LlamaDecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x)), weights
 
 
-class LlamaModel(nn.Module):
-    def __init__(self, config: LlamaConfig) -> None:
-        super().__init__()
+class LlamaModel(DecoderModel):
+    """The bare LLaMA: ids -> the final RMSNorm's hidden states (batch, seq, hidden_size)."""
+
+    config_class = LlamaConfig
+    base_model_prefix = "model"
+
+    def __init__(self, config: LlamaConfig, initialize: bool = True) -> None:
+        super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(LlamaDecoderLayer(config, i)
                                     for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta, config.rope_scaling)
-
-
-class LlamaPreTrainedModel(DecoderBase):
-    """The LLaMA body and the pieces the shared decoder loop runs; each head adds its layer."""
-
-    config_class = LlamaConfig
-
-    def __init__(self, config: LlamaConfig) -> None:
-        super().__init__(config)
-        self.model = LlamaModel(config)
+        if initialize:  # a head initialises it with itself (see init_weights)
+            init_weights(self, config.initializer_range)
 
     def embed(self, input_ids: torch.Tensor,
               position_ids: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        x = self.model.embed_tokens(input_ids)
-        return x, {"rotary": self.model.rotary_emb(position_ids, x.dtype)}
+        x = self.embed_tokens(input_ids)
+        return x, {"rotary": self.rotary_emb(position_ids, x.dtype)}
 
-    def layers(self) -> nn.ModuleList:
-        return self.model.layers
+    def blocks(self) -> nn.ModuleList:
+        return self.layers
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.norm(x)
+        return self.norm(x)
 
 
-class LlamaForCausalLM(LlamaPreTrainedModel, CausalLMBase):
+class LlamaForCausalLM(CausalLMBase):
+    config_class = LlamaConfig
+    base_model_prefix = "model"
+
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__(config)
+        self.model = LlamaModel(config, initialize=False)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.apply(self._init_weights)
+        init_weights(self, config.initializer_range)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
 
-class LlamaForSequenceClassification(LlamaPreTrainedModel, SequenceClassifierBase):
+class LlamaForSequenceClassification(SequenceClassifierBase):
     """LLaMA with a scalar-per-label ``score`` head at the last token (a reward model)."""
 
+    config_class = LlamaConfig
     base_model_prefix = "model"  # loads a LlamaForCausalLM checkpoint under a new head
 
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__(config)
+        self.model = LlamaModel(config, initialize=False)
         self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
-        self.apply(self._init_weights)
+        init_weights(self, config.initializer_range)

@@ -14,16 +14,17 @@ from wxb.models.base import Config, PreTrainedModel
 FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "mlp": ("wxb.models.mlp", "MLPConfig", ("MLPForClassification",)),
     "cnn": ("wxb.models.cnn", "CNNConfig", ("CNNForImageClassification",)),
-    "gpt2": ("wxb.models.gpt2", "GPT2Config", ("GPT2LMHeadModel",
+    "gpt2": ("wxb.models.gpt2", "GPT2Config", ("GPT2LMHeadModel", "GPT2Model",
                                               "GPT2ForSequenceClassification")),
-    "llama": ("wxb.models.llama", "LlamaConfig", ("LlamaForCausalLM",
+    "llama": ("wxb.models.llama", "LlamaConfig", ("LlamaForCausalLM", "LlamaModel",
                                                 "LlamaForSequenceClassification")),
     "rnn": ("wxb.models.rnn", "RNNConfig", ("RNNForSequenceClassification",
                                             "RNNForTokenClassification")),
     "seq2seq": ("wxb.models.seq2seq", "Seq2SeqConfig", ("Seq2Seq",)),
     # The 2017 Transformer, in Hugging Face's layout for it (Marian); "transformer" says so.
-    "marian": ("wxb.models.transformer", "TransformerConfig", ("MarianMTModel",)),
-    "transformer": ("wxb.models.transformer", "TransformerConfig", ("MarianMTModel",)),
+    "marian": ("wxb.models.transformer", "TransformerConfig", ("MarianMTModel", "MarianModel")),
+    "transformer": ("wxb.models.transformer", "TransformerConfig", ("MarianMTModel",
+                                                                    "MarianModel")),
     "bert": ("wxb.models.bert", "BertConfig", (
         "BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification",
         "BertForTokenClassification", "BertForQuestionAnswering")),

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from wxb.errors import ConfigError
-from wxb.models.base import LabelledConfig, PreTrainedModel
-from wxb.models.outputs import SequenceClassifierOutput
+from wxb.models.base import LabelledConfig, PreTrainedModel, check_token_ids
+from wxb.models.outputs import SequenceClassifierOutput, TokenClassifierOutput
 from wxb.nn import Dropout, Recurrent
 from wxb.nn.recurrent import GATES, IMPLS
 
@@ -71,14 +71,9 @@ class RNNConfig(LabelledConfig):
             raise ConfigError(f"word_dropout is a probability in [0, 1), got {self.word_dropout}")
         if self.word_dropout and self.unk_token_id is None:
             raise ConfigError("word_dropout replaces words by [UNK]; set unk_token_id")
-
-
-@dataclass
-class TokenClassifierOutput:
-    """``loss`` (when labels were given; -100 ignored) and ``logits`` (batch, seq, labels)."""
-
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
+        # [UNK] is fed to the embeddings only when word dropout puts it in.
+        check_token_ids(self, self.vocab_size, embedded=("pad_token_id",) + (
+            ("unk_token_id",) if self.word_dropout else ()))
 
 
 class _RNNBase(PreTrainedModel):

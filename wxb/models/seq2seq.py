@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from wxb.errors import ConfigError
-from wxb.models.base import Config, PreTrainedModel
+from wxb.models.base import Config, PreTrainedModel, check_token_ids
 from wxb.models.outputs import Seq2SeqLMOutput, seq2seq_loss, shift_tokens_right
 from wxb.nn import Dropout, Recurrent
 from wxb.nn.recurrent import IMPLS, State
@@ -75,6 +75,9 @@ class Seq2SeqConfig(Config):
         if not 0 <= self.teacher_forcing_ratio <= 1:
             raise ConfigError(f"teacher_forcing_ratio must be in [0, 1], got "
                               f"{self.teacher_forcing_ratio}")
+        check_token_ids(self, self.vocab_size, embedded=("pad_token_id",))
+        check_token_ids(self, self.decoder_vocab_size, embedded=("pad_token_id",),
+                        generated=("eos_token_id",))
 
 
 class Attention(nn.Module):
@@ -248,7 +251,8 @@ class Seq2Seq(PreTrainedModel):
         attentions = None
         if output_attentions and self.attention is not None:
             attentions = (torch.stack(weights, dim=1)[:, None],)  # one layer, one head
-        return Seq2SeqLMOutput(loss=loss, logits=logits, cross_attentions=attentions)
+        return Seq2SeqLMOutput(loss=loss, logits=logits, cross_attentions=attentions,
+                               encoder_last_hidden_state=memory[0])
 
 
 def scheduled_ratio(schedule: str, step: int, total: int, *, start: float = 1.0,
