@@ -18,9 +18,9 @@ from wxb.data import (
 )
 from wxb.errors import ConfigError, DataError
 from wxb.generation import generate
+from wxb.tasks.causal_lm.train import pretrain
 from wxb.tokenizers.char import CharTokenizer
 from wxb.tokenizers.chat import CHATML
-from wxb.tasks.causal_lm.train import pretrain
 
 LINES = ["the cat sat on the mat.", "a dog ran to the log.", "the sun is up; the day is on.",
          "to be or not to be."]
