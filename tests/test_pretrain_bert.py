@@ -13,13 +13,9 @@ import transformers
 import wxb
 from wxb.data.mlm import IGNORE, MLMCollator, chinese_word_ids, mask_once
 from wxb.errors import ConfigError, DataError
+from wxb.tasks.bert_pretrain.then_finetune import pretrain_then_finetune
+from wxb.tasks.bert_pretrain.train import pretrain_bert, read_documents, split_sentences
 from wxb.tokenizers.train import train_on_lines
-from wxb.train.pretrain_bert import (
-    pretrain_bert,
-    pretrain_then_finetune,
-    read_documents,
-    split_sentences,
-)
 
 transformers.logging.set_verbosity_error()
 
@@ -159,8 +155,9 @@ def test_pretrain_then_finetune_reports_both_runs_and_the_gain(tmp_path):
         "expected": {"metric": "accuracy_gain", "at_least": -1.0},
     }
     config["train_sizes"] = [40, None]
+    config["training"] = {"output_dir": str(tmp_path / "out")}
     lines: list[str] = []
-    result = pretrain_then_finetune(config, tmp_path / "out", log=lines.append)
+    result = pretrain_then_finetune(config, log=lines.append)
     metrics = result["metrics"]
     for suffix in ("", "_40"):
         assert metrics[f"accuracy_gain{suffix}"] == pytest.approx(
@@ -177,13 +174,13 @@ def test_pretrain_then_finetune_reports_both_runs_and_the_gain(tmp_path):
     lines.clear()
     config["train_sizes"] = [40]
     config.pop("expected")
-    again = pretrain_then_finetune(config, tmp_path / "out", log=lines.append)
+    again = pretrain_then_finetune(config, log=lines.append)
     assert any("reusing the finished run" in line for line in lines)
     assert again["metrics"]["mlm_accuracy"] == metrics["mlm_accuracy"]
     lines.clear()
     config["pretrain"]["training"]["max_steps"] = 11
-    pretrain_then_finetune(config, tmp_path / "out", log=lines.append)
+    pretrain_then_finetune(config, log=lines.append)
     assert "== pretraining" in lines
     config["finetune"]["model"] = {"pretrained": "x"}
     with pytest.raises(ConfigError, match="leave model out"):
-        pretrain_then_finetune(config, tmp_path / "again")
+        pretrain_then_finetune({**config, "training": {"output_dir": str(tmp_path / "again")}})

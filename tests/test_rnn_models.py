@@ -12,7 +12,7 @@ import torch
 import wxb
 from wxb.errors import ConfigError
 from wxb.models.rnn import RNNConfig, RNNForSequenceClassification, RNNForTokenClassification
-from wxb.train.finetune import finetune
+from wxb.tasks.text_classify.train import finetune
 
 SMALL = dict(vocab_size=30, embedding_size=8, hidden_size=6, num_hidden_layers=2, dropout=0.0,
              num_labels=3)

@@ -26,9 +26,10 @@ from wxb.data.text import (
 from wxb.errors import CheckpointError, ConfigError, DataError
 from wxb.metrics import confusion_matrix, precision_recall_f1
 from wxb.peft.strategy import apply_strategy
+from wxb.tasks.text_classify.model import build_classifier
+from wxb.tasks.text_classify.train import finetune
 from wxb.tokenizers.train import train_on_lines
 from wxb.train.arguments import TrainingArguments
-from wxb.train.finetune import build_classifier, finetune
 from wxb.viz import plot_confusion_matrix
 
 transformers.logging.set_verbosity_error()
