@@ -1,22 +1,10 @@
-"""What trains, as one ``finetune`` config section: every pipeline (classification, SFT, DPO)
-reads the same keys and calls the same two functions.
+"""What trains, as the checked ``finetune`` section of a config says (the section itself is
+``wxb.tasks.models.FinetuneSection``: strategy full | head | pooler_head | bottom | gradual |
+lora | qlora, with freeze_layers, unfreeze_every, layer_decay, and LoRA's r, lora_alpha,
+lora_dropout, target_modules, modules_to_save, use_rslora, adapter).
 
-    finetune:
-      strategy: full | head | pooler_head | bottom | gradual | lora | qlora
-      freeze_layers: 0        # bottom: layers frozen above the embeddings
-      unfreeze_every: 100     # gradual: optimizer steps between unfreezing layers
-      layer_decay: 1.0        # layer-wise learning-rate decay (full, head, bottom, gradual)
-      r: 8                    # lora / qlora: the rank of B·A
-      lora_alpha: 16          #   the update is scaled by lora_alpha / r
-      lora_dropout: 0.05      #   dropout on the LoRA path's input
-      target_modules: all-linear   # or "q_proj|v_proj" (a regex on module names) or a list
-      modules_to_save: null   #   whole modules that train and are saved with the adapter;
-                              #   by default a classifier's head
-      use_rslora: false       #   scale by lora_alpha / sqrt(r) instead
-      adapter: null           #   start from a saved adapter folder (wxb or PEFT)
-
-``check_finetune`` fills the defaults and checks the values; ``apply_strategy`` changes the
-model in place and returns what the Trainer needs; ``save_trained`` writes the result.
+``apply_strategy`` changes the model in place and returns what the Trainer needs;
+``save_finetuned`` / ``save_trained`` write the result.
 """
 
 from __future__ import annotations
@@ -27,41 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from wxb.config import check_section_keys, coerce
-from wxb.errors import ConfigError
 from wxb.peft import freeze
 
 STRATEGIES = ("full", "head", "pooler_head", "bottom", "gradual", "lora", "qlora")
-FINETUNE_DEFAULTS = {"strategy": "full", "freeze_layers": 0, "unfreeze_every": 100,
-                     "layer_decay": 1.0, "r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
-                     "target_modules": "all-linear", "modules_to_save": None,
-                     "use_rslora": False, "adapter": None}
-INTS, FLOATS = ("freeze_layers", "unfreeze_every", "r"), ("layer_decay", "lora_alpha",
-                                                         "lora_dropout")
-
-
-def check_finetune(section: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``finetune`` section with its defaults, values converted and checked."""
-    section = section or {}
-    check_section_keys("finetune", section, tuple(FINETUNE_DEFAULTS))
-    section = {**FINETUNE_DEFAULTS, **section}
-    if section["strategy"] not in STRATEGIES:
-        raise ConfigError(f"unknown finetune.strategy {section['strategy']!r}; choose one of: "
-                          f"{', '.join(STRATEGIES)}")
-    for key in INTS:
-        section[key] = coerce(f"finetune.{key}", section[key], int)
-    for key in FLOATS:
-        section[key] = coerce(f"finetune.{key}", section[key], float)
-    section["use_rslora"] = coerce("finetune.use_rslora", section["use_rslora"], bool)
-    if not 0 < section["layer_decay"] <= 1:
-        raise ConfigError(f"finetune.layer_decay must be in (0, 1], got {section['layer_decay']}")
-    if uses_lora(section) and section["layer_decay"] != 1.0:
-        raise ConfigError("finetune.layer_decay applies to full and freezing strategies, "
-                          f"not to {section['strategy']}")
-    return section
-
-
 def uses_lora(section: dict[str, Any]) -> bool:
+    """Whether the ``finetune`` mapping trains LoRA adapters (plain or over NF4 weights)."""
     return section["strategy"] in ("lora", "qlora")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from wxb.errors import ConfigError
 from wxb.models import registry
 from wxb.tasks.data import require
-from wxb.tasks.sections import Section
+from wxb.tasks.sections import Section, choose
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 
 # A model class's head (the end of its name) -> its name in messages, and what it is for.
@@ -31,6 +31,21 @@ def head_architecture(model_type: str, head: str = "SequenceClassification") -> 
         raise ConfigError(f"model type {model_type!r} has no {what} head; {task} works with: "
                           f"{', '.join(having)}")
     return found[0]
+
+
+def load_with_head(folder: Any, head: str, device: Any = None) -> tuple[Any, Any]:
+    """The model of ``folder`` (in eval mode, on ``device``) and its tokenizer, refused unless
+    its class has the ``head`` of ``HEADS`` (a pipeline serves that head only)."""
+    from wxb.hub import from_pretrained
+    from wxb.tokenizers.load import load_tokenizer
+
+    model = from_pretrained(folder)
+    if not type(model).__name__.endswith(f"For{head}"):
+        what, task = HEADS[head]
+        classifier = what.replace("-classification", " classifier")
+        raise ConfigError(f"{folder} holds a {type(model).__name__}; {task} needs a "
+                          f"{classifier} (train one with wxb finetune or a recipe)")
+    return model.eval().to(device or "cpu"), load_tokenizer(folder)
 
 
 def load_chat_model(pretrained: str, chat_template: str | None = None, *,
@@ -91,24 +106,48 @@ class ChatModelSection(Section):
 
 @dataclasses.dataclass
 class FinetuneSection(Section):
-    """What trains: ``strategy`` (full, freezing, LoRA, QLoRA) and its settings. The keys,
-    their defaults and checks are ``wxb.peft.strategy.check_finetune``'s, the one definition
-    that every fine-tuning task reads; ``method`` is the checked mapping that
-    ``apply_strategy`` and ``save_finetuned`` take."""
+    """What trains, as every fine-tuning task reads it (``wxb.peft.strategy`` applies it)::
 
-    extra_fields = True
+        strategy: full | head | pooler_head | bottom | gradual | lora | qlora
+        freeze_layers: 0        # bottom: layers frozen above the embeddings
+        unfreeze_every: 100     # gradual: optimizer steps between unfreezing layers
+        layer_decay: 1.0        # layer-wise learning-rate decay (full, head, bottom, gradual)
+        r: 8                    # lora / qlora: the rank of B·A
+        lora_alpha: 16          #   the update is scaled by lora_alpha / r
+        lora_dropout: 0.05      #   dropout on the LoRA path's input
+        target_modules: all-linear   # or "q_proj|v_proj" (a regex on module names) or a list
+        modules_to_save: null   #   whole modules that train and are saved with the adapter;
+                                #   by default a classifier's head
+        use_rslora: false       #   scale by lora_alpha / sqrt(r) instead
+        adapter: null           #   start from a saved adapter folder (wxb or PEFT)
+
+    ``method`` is the mapping ``apply_strategy`` and ``save_finetuned`` take.
+    """
+
+    strategy: str = "full"
+    freeze_layers: int = 0
+    unfreeze_every: int = 100
+    layer_decay: float = 1.0
+    r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+    modules_to_save: list[str] | None = None
+    use_rslora: bool = False
+    adapter: str | None = None
 
     def check(self) -> None:
         # Imported here: the strategies reach the Trainer's callbacks, and inference modules
         # import this one.
-        from wxb.peft.strategy import check_finetune
+        from wxb.peft.strategy import STRATEGIES
 
-        self.extra = check_finetune(self.extra)
+        choose("finetune.strategy", self.strategy, STRATEGIES)
+        if not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"finetune.layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.strategy in ("lora", "qlora") and self.layer_decay != 1.0:
+            raise ConfigError("finetune.layer_decay applies to full and freezing strategies, "
+                              f"not to {self.strategy}")
 
     @property
     def method(self) -> dict[str, Any]:
-        return self.extra
-
-    @property
-    def strategy(self) -> str:
-        return self.extra["strategy"]
+        return self.to_dict()

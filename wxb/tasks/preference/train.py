@@ -17,7 +17,7 @@ The config (a recipe with ``task: dpo`` or ``task: reward`` is one)::
     data:     {train: FILE, validation: FILE}  or  {train: FILE, validation_size: 0.05,
                split_seed: 0}; + max_length: 512 (at most the model's context),
                max_prompt_length: max_length // 2
-    finetune: {strategy: full | lora | qlora | ..., r, lora_alpha, ...}  (wxb.peft.strategy)
+    finetune: {strategy: full | lora | qlora | ..., r, lora_alpha, ...}  (FinetuneSection)
     dpo:      {beta: 0.1, loss_type: sigmoid | ipo, label_smoothing: 0.0}       (dpo only)
     training: {<TrainingArguments fields>}
     max_time_seconds: 600     # stop training after this much wall time

@@ -14,7 +14,7 @@ The config (a recipe with ``task: sft`` is one)::
     data:     {train: FILE, validation: FILE}  or  {train: FILE, validation_size: 0.05,
                split_seed: 0}; + max_length: 512, packing: false,
                format: auto | alpaca | messages | sharegpt
-    finetune: {strategy: full | lora | qlora | ..., r, lora_alpha, ...}  (wxb.peft.strategy)
+    finetune: {strategy: full | lora | qlora | ..., r, lora_alpha, ...}  (FinetuneSection)
     training: {<TrainingArguments fields>, neftune_noise_alpha: 5}
     samples:  {prompts: ["..."], system: null, max_new_tokens: 64,
                generation: {repetition_penalty: 1.1}}   # answered greedily before and after

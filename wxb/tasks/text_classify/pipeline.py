@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from wxb.errors import ConfigError
+from wxb.tasks.models import load_with_head
 
 
 class TextClassifier:
@@ -18,17 +18,10 @@ class TextClassifier:
 
     def __init__(self, folder: str | Path, device: str | torch.device | None = None,
                  max_length: int | None = None) -> None:
-        import wxb
-
-        model = wxb.from_pretrained(folder)
-        if not type(model).__name__.endswith("ForSequenceClassification"):
-            raise ConfigError(f"{folder} holds a {type(model).__name__}; text classification "
-                              "needs a sequence classifier (fine-tune one with wxb finetune)")
-        self.model = model.eval().to(device or "cpu")
-        self.tokenizer = wxb.load_tokenizer(folder)
+        self.model, self.tokenizer = load_with_head(folder, "SequenceClassification", device)
         # A model with positions reads at most that many tokens; a recurrent one any number.
-        self.max_length = max_length or getattr(model.config, "max_position_embeddings", None)
-        self.names = model.config.id2label or {}
+        self.max_length = max_length or getattr(self.model.config, "max_position_embeddings", None)
+        self.names = self.model.config.id2label or {}
 
     @torch.no_grad()
     def __call__(self, texts: str | list[str], text_pair: str | list[str] | None = None, *,

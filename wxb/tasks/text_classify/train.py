@@ -15,7 +15,7 @@ The config (a recipe with ``task: text-classify`` is one)::
                 max_length: 128, truncation: true,
                 train_size: N (a seeded subset of N training examples: learning from few labels)
     finetune: {strategy: full | head | pooler_head | bottom | gradual | lora | qlora, ...}
-              (the keys of wxb.peft.strategy: freeze_layers, layer_decay, r, lora_alpha, ...)
+              (wxb.tasks.models.FinetuneSection: freeze_layers, layer_decay, r, lora_alpha, ...)
     training: {<TrainingArguments fields>}
     max_time_seconds: 900     # stop training after this much wall time
 

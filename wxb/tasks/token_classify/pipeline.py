@@ -14,8 +14,8 @@ import torch
 
 from wxb.data.tagging import word_cases, word_ids
 from wxb.data.text import PaddingCollator
-from wxb.errors import ConfigError
 from wxb.metrics import entities
+from wxb.tasks.models import load_with_head
 
 
 class Tagger:
@@ -23,15 +23,8 @@ class Tagger:
     of every word of each sentence (a list of words)."""
 
     def __init__(self, folder: str | Path, device: str | torch.device | None = None) -> None:
-        import wxb
-
-        model = wxb.from_pretrained(folder)
-        if not type(model).__name__.endswith("ForTokenClassification"):
-            raise ConfigError(f"{folder} holds a {type(model).__name__}; tagging needs a token "
-                              "classifier (train one with a token-classify recipe)")
-        self.model = model.eval().to(device or "cpu")
-        self.tokenizer = wxb.load_tokenizer(folder)
-        self.names = model.config.id2label or {}
+        self.model, self.tokenizer = load_with_head(folder, "TokenClassification", device)
+        self.names = self.model.config.id2label or {}
 
     @torch.no_grad()
     def tag(self, sentences: list[list[str]], *, batch_size: int = 64
