@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from wxb.cli import main
+from wxb.config import merge_config
 from wxb.errors import ConfigError
+from wxb.recipes import DEFAULT_TASK, load_recipe, recipe_names
 from wxb.tasks import (
     TASKS,
     Task,
@@ -236,3 +238,32 @@ def test_a_wrong_section_or_key_stops_a_run_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"data\.test_size must be a number"):
         run_task("image-classify", {"data": {"test_size": "half"}})
     assert not (tmp_path / "runs").exists()
+
+
+# ----------------------------------------------------------------------------- the recipes
+
+
+def configs_of(recipe):
+    """(task, config) for each run a recipe makes: one, a comparison's variants, or the two
+    stages of pretraining then fine-tuning (whose model is the first stage's)."""
+    task = get_task(recipe.get("task", DEFAULT_TASK))
+    if task.name == "compare-finetune":
+        base = {k: v for k, v in recipe.items()
+                if k not in ("variants", "metric", "pipeline", "expected", "reported", "task")}
+        compared = get_task(recipe.get("pipeline", "text-classify"))
+        return [(compared, merge_config(base, v or {})) for v in recipe["variants"].values()]
+    if task.name == "pretrain-finetune":
+        return [(get_task("bert-pretrain"), recipe["pretrain"]),
+                (get_task("text-classify"),
+                 {**recipe["finetune"], "model": {"pretrained": "the first stage's"}})]
+    return [(task, recipe)]
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_bundled_recipe_is_a_valid_config_of_its_task(name):
+    for task, config in configs_of(load_recipe(name)):
+        module = importlib.import_module(task.train.partition(":")[0])
+        sections = module.SECTIONS.get(task.name, module.SECTIONS)
+        run = Run(task.name, config, sections, extra_keys=("sample_metrics",))
+        assert set(run.sections) == set(sections)
+        assert run.arguments().output_dir
