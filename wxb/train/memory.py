@@ -16,7 +16,7 @@ Linux resets the high-water mark when "5" is written to ``/proc/self/clear_refs`
 malloc keeps freed blocks for reuse, raising its threshold for returning large ones after each
 free, so a process's resident set stays near the largest it has been: ``ALLOCATOR_ENV`` sets a
 fixed threshold (128 KiB), which returns every freed tensor of that size; set it before a
-process starts (``wxb.train.compare`` runs each variant so).
+process starts (``wxb.tasks.compare_finetune`` runs each variant so).
 """
 
 from __future__ import annotations
