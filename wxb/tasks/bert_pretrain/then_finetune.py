@@ -61,7 +61,9 @@ def pretrain_then_finetune(config: dict[str, Any], *, resume: bool | str = False
     again. ``resume=True`` continues every stage that left a checkpoint in its folder (an
     interrupted run); the stages not begun start afresh.
     """
-    from wxb.tasks.text_classify.train import finetune  # the classification side loads on use
+    from wxb.tasks import get_task  # the fine-tuning stage is the text-classify task
+
+    finetune = get_task("text-classify").train_function()
 
     run = Run("pretrain-finetune", config, SECTIONS, log=log,
               extra_keys=(*STAGES, "train_sizes"))
