@@ -97,6 +97,7 @@ def test_logprobs_are_the_models_log_softmax_and_the_prompt_is_scored():
         return await collect(engine.submit(prompt, params))
 
     tokens, finished, others = run(engine, client)
+    assert finished.reason == "length" and len(tokens) == 4
     ids = prompt + [t.id for t in tokens]
     with torch.no_grad():
         logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
