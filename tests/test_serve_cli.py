@@ -11,8 +11,8 @@ from wxb.cli import main
 from wxb.models.bert import BertConfig, BertModel
 from wxb.models.llama import LlamaConfig, LlamaForCausalLM
 from wxb.tasks.causal_lm.pipeline import CHAT_MODEL_FILE, default_chat_model
-from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 from wxb.tokenizers.char import CharTokenizer
+from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 
 TINY_LLAMA = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32,
                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
