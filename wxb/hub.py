@@ -6,6 +6,10 @@ registered wxb class and loads ``model.safetensors`` (or its shards, or a legacy
 Hugging Face Hub id: one that a Python package ships (``PACKAGED``) is read from there, any
 other is downloaded with ``huggingface_hub`` when installed and online.
 
+A path ending in ``.gguf``, or a folder holding one GGUF file and no ``config.json``, is a
+llama.cpp checkpoint: ``wxb.gguf`` reads it (dequantizing its tensors) and ``convert_folder``
+writes it out as a Hugging Face folder.
+
 Reading and writing a folder (and GPT-2's Conv1D transposes) is ``wxb.models.checkpoint``'s,
 which the models use themselves; its functions are importable from here too.
 """
@@ -80,8 +84,16 @@ def from_pretrained(name_or_path: str | Path, dtype: torch.dtype | None = None, 
 
     ``architecture`` picks another class of the family (e.g. a BERT checkpoint as
     ``"BertForSequenceClassification"``); ``config_overrides`` change config fields (e.g.
-    ``num_labels=3``).
+    ``num_labels=3``). A GGUF file loads as a ``LlamaForCausalLM``, in float32 unless ``dtype``
+    says otherwise.
     """
+    if _gguf_file(name_or_path):
+        from wxb.gguf import from_gguf
+
+        if architecture not in (None, "LlamaForCausalLM"):
+            raise CheckpointError(f"{name_or_path} is a GGUF file, which loads as "
+                                  f"LlamaForCausalLM, not {architecture}")
+        return from_gguf(name_or_path, dtype, **config_overrides)
     folder = resolve(name_or_path)
     values = read_config_json(folder / CONFIG_NAME)
     model_type = values.get("model_type")
@@ -101,9 +113,14 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 def convert_folder(source: str | Path, out: str | Path, dtype: str | None = None) -> Path:
     """Re-save ``source`` (a folder or hub id) as config.json + one model.safetensors, with
-    the tokenizer files beside it, optionally cast to ``dtype``."""
+    the tokenizer files beside it, optionally cast to ``dtype``. A GGUF file is dequantized
+    (float32 unless ``dtype``) and its tokenizer written as tokenizer.json."""
     if dtype is not None and dtype not in DTYPES:
         raise CheckpointError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    if _gguf_file(source):
+        from wxb.gguf import convert_gguf
+
+        return convert_gguf(source, out, DTYPES[dtype] if dtype else None)
     folder = resolve(source)
     model = from_pretrained(folder, DTYPES[dtype] if dtype else None)
     out = save_pretrained(model, out)
@@ -112,3 +129,10 @@ def convert_folder(source: str | Path, out: str | Path, dtype: str | None = None
             data = (folder / name).read_bytes()
             atomic_save(out / name, lambda tmp, data=data: tmp.write_bytes(data))
     return out
+
+
+def _gguf_file(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` names a GGUF checkpoint (a .gguf path or a folder of one)."""
+    from wxb.tokenizers.gguf import find_gguf
+
+    return find_gguf(name_or_path) is not None

@@ -1,4 +1,4 @@
-"""`wxb convert`: read a model folder or hub id, write a clean Hugging Face folder."""
+"""`wxb convert`: read a model folder, hub id or GGUF file, write a clean Hugging Face folder."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 
 def convert(
-    source: Annotated[str, typer.Argument(help="model folder or Hugging Face Hub id")],
+    source: Annotated[str, typer.Argument(help="model folder, Hugging Face Hub id or .gguf file")],
     out: Annotated[Path, typer.Argument(help="folder to write")],
     dtype: Annotated[str | None, typer.Option(help="cast the weights: " + ", ".join(DTYPES))]
     = None,
 ) -> None:
-    """Load a supported checkpoint (safetensors, shards or pytorch_model.bin) and save it as
-    config.json + model.safetensors, with its tokenizer files, for wxb and transformers.
+    """Load a supported checkpoint (safetensors, shards, pytorch_model.bin, or a llama.cpp GGUF
+    file, dequantized) and save it as config.json + model.safetensors, with its tokenizer files
+    (a GGUF file's tokenizer and chat template as tokenizer.json), for wxb and transformers.
 
     Example: wxb convert ~/models/gpt2 runs/gpt2 --dtype bfloat16
+
+    Example: wxb convert SmolLM2-135M-Instruct.Q4_1.gguf runs/smollm2
     """
     from wxb.hub import convert_folder
 

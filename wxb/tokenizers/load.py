@@ -3,7 +3,8 @@
 A folder saved by wxb names its class in ``tokenizer_config.json`` (``wxb_tokenizer``). A
 folder from elsewhere is recognised by its files, as ``transformers`` would read it:
 ``tokenizer.json`` (any model, through the tokenizers library), else ``vocab.txt`` (BERT
-WordPiece), else ``vocab.json`` + ``merges.txt`` (GPT-2 BPE).
+WordPiece), else ``vocab.json`` + ``merges.txt`` (GPT-2 BPE). A ``.gguf`` file, or a folder
+holding one and no tokenizer files, gives the tokenizer stored in its metadata.
 """
 
 from __future__ import annotations
@@ -32,8 +33,13 @@ def tokenizer_class(kind: str) -> type[Tokenizer]:
 
 
 def load_tokenizer(folder: str | Path) -> Tokenizer:
-    """Load the tokenizer saved in ``folder`` (by wxb or by Hugging Face tools)."""
+    """Load the tokenizer saved in ``folder`` (by wxb or by Hugging Face tools), or the one a
+    GGUF file carries."""
     folder = Path(folder)
+    if folder.suffix.lower() == ".gguf":
+        from wxb.tokenizers.gguf import load_gguf_tokenizer
+
+        return load_gguf_tokenizer(folder)
     if not folder.is_dir():
         raise DataError(f"tokenizer folder {folder} does not exist")
     config = read_tokenizer_config(folder)
@@ -47,5 +53,9 @@ def load_tokenizer(folder: str | Path) -> Tokenizer:
         return tokenizer_class("wordpiece").load(folder)
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
         return tokenizer_class("bpe").load(folder)
-    raise DataError(f"{folder} holds no tokenizer: expected tokenizer.json, vocab.txt, or "
-                    "vocab.json with merges.txt")
+    from wxb.tokenizers.gguf import find_gguf, load_gguf_tokenizer
+
+    if find_gguf(folder):
+        return load_gguf_tokenizer(folder)
+    raise DataError(f"{folder} holds no tokenizer: expected tokenizer.json, vocab.txt, "
+                    "vocab.json with merges.txt, or one .gguf file")

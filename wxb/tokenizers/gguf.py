@@ -1,0 +1,156 @@
+"""The tokenizer stored inside a GGUF file (llama.cpp's format), as a ``tokenizer.json``.
+
+A GGUF file has no tokenizer files: its metadata holds the vocabulary (``tokenizer.ggml.tokens``),
+each token's type, the BPE merges, the special token ids and the chat template. This module
+rebuilds from them the ``tokenizers`` pipeline that ``transformers`` builds for the same file
+(``AutoTokenizer.from_pretrained(folder, gguf_file=name)``), so ids, decoding and chat rendering
+agree, and wraps it as a wxb ``HFTokenizer``:
+
+    byte-level BPE (GPT-2's): ByteLevel pre-tokenizer (GPT-2's split, or Llama-3's where
+    ``tokenizer.ggml.pre`` names it) -> BPE over the file's merges -> ByteLevel decoder,
+    control tokens matched whole as special tokens, bos/eos added when the file says so.
+
+It also opens GGUF files for ``wxb.gguf`` (the model side), which builds on this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wxb.errors import CheckpointError, DataError
+from wxb.tokenizers.hf import HFTokenizer
+
+SUPPORTED_TOKENIZERS = ("gpt2",)  # tokenizer.ggml.model values this module rebuilds
+# llama.cpp's token types (tokenizer.ggml.token_type)
+CONTROL, USER_DEFINED = 3, 4
+# tokenizer.ggml.pre names of vocabularies whose merges were learned on Llama-3's split: digits in
+# groups of up to three, case-insensitive contractions, letters with one leading non-letter.
+LLAMA3_PRE = ("llama3", "llama-v3", "llama-bpe", "smaug-bpe", "falcon3", "dbrx", "pixtral")
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+SPECIAL_IDS = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id",
+               "pad": "padding_token_id"}
+
+
+def find_gguf(path: str | Path) -> Path | None:
+    """The GGUF file ``path`` names: the path itself when it ends in ``.gguf``, or the one
+    ``.gguf`` file in a folder that holds no ``config.json``; None when it names none."""
+    path = Path(path)
+    if path.suffix.lower() == ".gguf":
+        return path
+    if not path.is_dir() or (path / "config.json").is_file():
+        return None
+    files = sorted(path.glob("*.gguf"))
+    if len(files) > 1:
+        raise CheckpointError(f"{path} holds {len(files)} GGUF files "
+                              f"({', '.join(f.name for f in files[:4])}); give the path of one")
+    return files[0] if files else None
+
+
+def open_gguf(path: str | Path) -> Any:
+    """A ``gguf.GGUFReader`` over ``path`` (memory-mapped: tensors are read when touched)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"GGUF file {path} does not exist")
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise CheckpointError(f"reading {path.name} needs the gguf package: "
+                              "pip install 'wxb[chat-model]' (or pip install gguf)") from None
+    try:
+        return GGUFReader(path)
+    except (ValueError, OSError) as err:  # bad magic, unknown version, truncated file
+        detail = " ".join(str(err).split())[:160]
+        raise CheckpointError(f"{path} is not a GGUF file the gguf package can read "
+                              f"({detail})") from None
+
+
+def gguf_metadata(reader: Any) -> dict[str, Any]:
+    """Every metadata key of the file as a Python value (str, int, float, bool or list)."""
+    return {name: field.contents() for name, field in reader.fields.items()}
+
+
+def load_gguf_tokenizer(path: str | Path) -> HFTokenizer:
+    """The tokenizer a GGUF file (or a folder holding one) describes; see the module doc."""
+    file = find_gguf(path) or Path(path)
+    return tokenizer_from_metadata(gguf_metadata(open_gguf(file)), file.name)
+
+
+def tokenizer_from_metadata(metadata: dict[str, Any], source: str = "GGUF file") -> HFTokenizer:
+    """Build the wxb tokenizer from a GGUF file's metadata (``gguf_metadata``)."""
+    kind = metadata.get("tokenizer.ggml.model")
+    if kind not in SUPPORTED_TOKENIZERS:
+        raise DataError(f"{source}: tokenizer.ggml.model is {kind!r}; wxb rebuilds GGUF "
+                        f"tokenizers of type {', '.join(SUPPORTED_TOKENIZERS)} (byte-level BPE)")
+    tokens: list[str] = metadata.get("tokenizer.ggml.tokens") or []
+    merges: list[str] = metadata.get("tokenizer.ggml.merges") or []
+    if not tokens or not merges:
+        raise DataError(f"{source}: a byte-level BPE tokenizer needs tokenizer.ggml.tokens and "
+                        "tokenizer.ggml.merges; the file lacks one of them")
+    special = {kind: tokens[metadata[key]] for kind, key in
+               ((k, f"tokenizer.ggml.{v}") for k, v in SPECIAL_IDS.items())
+               if isinstance(metadata.get(key), int) and 0 <= metadata[key] < len(tokens)}
+    backend = byte_level_backend(tokens, merges, metadata.get("tokenizer.ggml.token_type") or [],
+                                 pre=metadata.get("tokenizer.ggml.pre"), named=special.values())
+    add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", False)) and "bos" in special
+    add_eos = bool(metadata.get("tokenizer.ggml.add_eos_token", False)) and "eos" in special
+    backend.post_processor = template_processor(backend, special, add_bos, add_eos)
+    return HFTokenizer(backend, special_tokens=special,
+                       chat_template=metadata.get("tokenizer.chat_template"))
+
+
+def byte_level_backend(tokens: list[str], merges: list[str], token_types: list[int], *,
+                       pre: str | None, named: Any) -> Any:
+    """GPT-2's byte-level BPE pipeline over a GGUF vocabulary (a ``tokenizers.Tokenizer``)."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    from wxb.tokenizers.bpe import BYTE_TO_SYMBOL
+
+    alphabet = set(BYTE_TO_SYMBOL.values())
+    # A byte-level vocabulary spells every byte as a printable symbol ("Ġ" is the space). Some
+    # converters store a few tokens as plain UTF-8 instead; respell those so BPE can meet them.
+    vocab = {token if set(token) <= alphabet
+             else "".join(BYTE_TO_SYMBOL[b] for b in token.encode("utf-8")): index
+             for index, token in enumerate(tokens)}
+    bpe = models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges],
+                     dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
+                     fuse_unk=False)
+    backend = Tokenizer(bpe)
+    if pre in LLAMA3_PRE:
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    else:  # GPT-2's own split: what transformers uses for every other pre-tokenizer name
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    # Control tokens (<|im_start|>, ...) must match whole, never be cut into bytes. One spelled
+    # outside the byte alphabet is a mislabel by the converter: adding it would grow the
+    # vocabulary past the model's embedding table, so it stays an ordinary token.
+    control = [t for t, kind in zip(tokens, token_types, strict=False)
+               if kind == CONTROL and set(t) <= alphabet]
+    control += [t for t in named if t not in control]
+    backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in control])
+    user = [t for t, kind in zip(tokens, token_types, strict=False)
+            if kind == USER_DEFINED and t in vocab]
+    if user:  # llama.cpp matches user-defined tokens (<think>) whole too, but not as special
+        backend.add_tokens([AddedToken(t, normalized=False, special=False) for t in user])
+    return backend
+
+
+def template_processor(backend: Any, special: dict[str, str], add_bos: bool,
+                       add_eos: bool) -> Any:
+    """``bos $A eos`` (each special token where the file asks for it), and for a pair the same
+    again around ``$B`` with type id 1: the template transformers writes for these flags."""
+    from tokenizers import processors
+
+    used = [special[k] for k, on in (("bos", add_bos), ("eos", add_eos)) if on]
+
+    def wrap(sequence: str, type_id: int) -> str:
+        before = f"{special['bos']}:{type_id} " if add_bos else ""
+        after = f" {special['eos']}:{type_id}" if add_eos else ""
+        return f"{before}{sequence}:{type_id}{after}"
+
+    return processors.TemplateProcessing(
+        single=wrap("$A", 0), pair=f"{wrap('$A', 0)} {wrap('$B', 1)}",
+        special_tokens=[(token, backend.token_to_id(token)) for token in used])
