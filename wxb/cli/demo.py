@@ -17,8 +17,9 @@ def demo(
     gpt_seconds: Annotated[float, typer.Option(help="training time of the language model")]
     = 120,
 ) -> None:
-    """Run the demo: a NumPy MLP learns XOR, an MLP and a CNN learn the 8x8 digits, and a small
-    GPT-2 learns Python's help text, then writes with greedy, top-k and top-p decoding.
+    """Run the demo: a NumPy MLP learns XOR, an MLP and a CNN learn the 8x8 digits, a small
+    GPT-2 learns Python's help text, then writes with greedy, top-k and top-p decoding, and a
+    real chat model (SmolLM2, when installed) answers an English and a Chinese question.
 
     Needs no download and takes about three minutes on a laptop.
     Each run writes result.json and loss_curve.png under the output dir.
@@ -49,6 +50,20 @@ def demo(
     console.print("loss curves:", highlight=False)
     for run in [*summary["runs"], gpt]:
         console.print(f"  {run['loss_curve']}", highlight=False, soft_wrap=True)
+    chat = summary["chat"]
+    if chat is not None:
+        console.print(f"\n[bold]{escape(Path(chat['model']).name)}[/] (a real chat model, "
+                      "offline):", highlight=False)
+        for turn in chat["answers"]:
+            console.print(f"  you> {escape(turn['question'])}\n  model> "
+                          f"{escape(turn['answer'])}", highlight=False, soft_wrap=True)
+    model_dir = gpt["model_dir"]
+    console.print("\nserve the demo's model over the OpenAI API (a playground at /):",
+                  highlight=False)
+    console.print(f"  wxb serve --model {model_dir}", highlight=False, soft_wrap=True)
+    console.print("  curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: "
+                  "application/json' -d '{\"model\": \"model\", \"prompt\": \"The \", "
+                  "\"max_tokens\": 40}'", highlight=False, soft_wrap=True)
     console.print(f"total wall time {summary['wall_time_s']:.1f} s; summary in "
                   f"{Path(output_dir) / 'summary.json'}", highlight=False)
     if not summary["all_met"]:
