@@ -1,0 +1,141 @@
+"""What the server serves: its settings, and the model, tokenizer, engine and embedder that a
+start-up task loads (``Served.load`` in a thread, then ``Served.start``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from wxb.errors import ConfigError
+from wxb.serve.engine import Engine
+
+
+@dataclasses.dataclass
+class ServeSettings:
+    """How ``wxb serve`` runs.
+
+    ``model``: a causal LM folder (or hub id) served on the chat and completion routes;
+    ``embedding_model``: an encoder folder served on /v1/embeddings. ``api_key`` guards every
+    route but /health and the playground; ``cors_origins`` lists the origins a browser may call
+    from (none: CORS stays off). The limits bound one request: its body, its number of
+    choices ``max_n``, its stop strings (``max_stop`` of at most ``max_stop_length``
+    characters). ``served_model_name`` is the id clients name (default: the folder's name).
+    """
+
+    model: str | None
+    embedding_model: str | None = None
+    api_key: str | None = None
+    cors_origins: list[str] = dataclasses.field(default_factory=list)
+    max_concurrency: int = 16
+    max_queue: int = 64
+    max_body_bytes: int = 1 << 20
+    max_n: int = 8
+    max_stop: int = 4
+    max_stop_length: int = 64
+    served_model_name: str | None = None
+
+    def check(self) -> None:
+        if self.model is None and self.embedding_model is None:
+            raise ConfigError("nothing to serve: give a model (a causal LM folder) or an "
+                              "embedding model")
+        for name in ("max_concurrency", "max_queue", "max_body_bytes", "max_n", "max_stop",
+                     "max_stop_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigError("api_key is empty; give a key or leave it out")
+
+
+def _served_name(name: str) -> str:
+    path = Path(name)
+    return path.name if path.exists() else name
+
+
+def _folder(name: str) -> str | Path:
+    """A local path as given; a hub id downloaded (so the tokenizer is found beside it)."""
+    from wxb.hub import resolve
+
+    return name if Path(name).exists() else resolve(name)
+
+
+class Served:
+    """The server's state: ``status`` is "loading", then "ok" or "error" (with ``error``)."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.status, self.error = "loading", None
+        self.created = int(time.time())
+        self.model_id = None if settings.model is None else (
+            settings.served_model_name or _served_name(settings.model))
+        self.embedding_id = None if settings.embedding_model is None else _served_name(
+            settings.embedding_model)
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.engine: Engine | None = None
+        self.eos_ids: frozenset[int] = frozenset()
+        self.embedder: Any = None
+        self.embed_lock = threading.Lock()  # one embedding batch at a time
+        self._token_texts: dict[int, str] = {}
+
+    def load(self) -> None:
+        """Read the folders (slow: run it in a thread)."""
+        if self.settings.model is not None:
+            from wxb.tasks.causal_lm.pipeline import load_causal_lm
+
+            folder = _folder(self.settings.model)
+            self.model, self.tokenizer = load_causal_lm(folder)
+            self.eos_ids = frozenset(end_of_sequence_ids(self.model, self.tokenizer, folder))
+        if self.settings.embedding_model is not None:
+            from wxb.tasks.embed.pipeline import SentenceEmbedder
+
+            self.embedder = SentenceEmbedder(_folder(self.settings.embedding_model))
+
+    def start(self) -> None:
+        if self.model is not None:
+            self.engine = Engine(self.model, max_concurrency=self.settings.max_concurrency,
+                                 max_queue=self.settings.max_queue)
+            self.engine.start()
+        self.status = "ok"
+
+    def stop(self) -> None:
+        self.status = "stopped"
+        if self.engine is not None:
+            self.engine.stop()
+
+    @property
+    def context(self) -> int:
+        return self.engine.context
+
+    @property
+    def vocab_size(self) -> int:
+        return self.engine.vocab_size
+
+    def token_text(self, token_id: int) -> str:
+        """One token as text (as logprobs show it; a lone byte of a character is U+FFFD)."""
+        text = self._token_texts.get(token_id)
+        if text is None:
+            text = self._token_texts[token_id] = self.tokenizer.decode([token_id])
+        return text
+
+
+def end_of_sequence_ids(model: Any, tokenizer: Any, folder: str | Path) -> set[int]:
+    """The ids that end an answer: the config's eos (one or a list), the tokenizer's, and
+    generation_config.json's where the folder has one (chat models list their end-of-turn
+    token there)."""
+    from wxb.errors import CheckpointError
+    from wxb.io import read_json_object
+
+    values = [model.config.eos_token_id, tokenizer.eos_token_id]
+    generation = Path(folder) / "generation_config.json"
+    if generation.is_file():
+        values.append(read_json_object(generation, CheckpointError).get("eos_token_id"))
+    ids: set[int] = set()
+    for value in values:
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, int) and not isinstance(item, bool):
+                ids.add(item)
+    return ids
