@@ -191,3 +191,19 @@ def test_presence_and_frequency_penalties_follow_openai():
     params = SamplingParams(presence_penalty=0.5, frequency_penalty=0.25)
     out = _penalize(scores, [2, 2, 4], params)
     assert out.tolist() == [0, 0, -(0.5 + 2 * 0.25), 0, -(0.5 + 0.25), 0]
+
+
+def test_a_request_that_fails_ends_with_its_error_and_the_engine_goes_on():
+    engine = Engine(tiny("llama"), max_concurrency=4)
+
+    async def clients():
+        bad = engine.submit([VOCAB + 5], SamplingParams(max_tokens=3))  # no such token
+        _, failed, _ = await collect(bad)
+        tokens, after, _ = await collect(engine.submit([4, 5], SamplingParams(
+            max_tokens=3, temperature=0)))
+        return failed, len(tokens), after.reason
+
+    failed, served, reason = run(engine, clients)
+    assert failed.reason == "abort" and "IndexError" in failed.error
+    assert (served, reason) == (3, "length")
+    assert engine.stats.finished == 2

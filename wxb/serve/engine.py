@@ -222,24 +222,29 @@ class Engine:
             start = time.perf_counter()
             try:
                 with torch.inference_mode():
-                    for request in joining:
-                        self._prefill(request)
+                    while joining:
+                        self._prefill(joining[0])
+                        joining.pop(0)
                     self._drop_finished()
                     if self.active:
                         self._decode_step()
                         self._drop_finished()
             except Exception as err:  # a failure ends the requests in flight, not the server
-                for request in self.active:
-                    request.emit(Finished("abort", error=f"{type(err).__name__}: {err}"))
+                for request in dict.fromkeys([*joining, *self.active]):  # each once
+                    self._finish(request, "abort", f"{type(err).__name__}: {err}")
                 self.active, self.cache, self.mask = [], None, None
             self.stats.busy_seconds += time.perf_counter() - start
         for request in [*self.active, *self.waiting]:
-            request.emit(Finished("abort", error="the server is shutting down"))
+            self._finish(request, "abort", "the server is shutting down")
+
+    def _finish(self, request: Request, reason: str, error: str | None = None) -> None:
+        request.emit(Finished(reason, error))
+        self.stats.finished += 1
 
     def _prefill(self, request: Request) -> None:
         """Run the prompt alone, emit its first token, and put its cache into the batch."""
         if request.cancelled:
-            request.emit(Finished("abort"))
+            self._finish(request, "abort")
             return
         ids = torch.tensor([request.prompt_ids], device=self.device)
         keep = 0 if request.params.prompt_logprobs is not None else 1
@@ -249,7 +254,7 @@ class Engine:
             request.emit(_prompt_logprobs(logits[:-1], request.prompt_ids,
                                           request.params.prompt_logprobs))
         if request.params.max_tokens == 0:  # scoring the prompt only (echo)
-            request.emit(Finished("length"))
+            self._finish(request, "length")
             return
         self._join(request, out.past_key_values)
         self._choose(request, logits[-1])
@@ -334,8 +339,7 @@ class Engine:
             if reason is None:
                 keep.append(i)
             else:
-                request.emit(Finished(reason))
-                self.stats.finished += 1
+                self._finish(request, reason)
         if len(keep) == len(self.active):
             return
         self.active = [self.active[i] for i in keep]
