@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 demo: $(STAMP) fonts
 	$(BIN)/wxb demo
 
-test: $(STAMP)
+test: $(STAMP) fonts
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -2,7 +2,7 @@
 
     request -> CORS (only with cors_origins) -> API key -> body size limit -> route
     startup: the app answers at once (/health: 503 "loading") while a task loads the model
-             in a thread, then starts the engine (/health: 200 "ok")
+             on the engine's thread, then decodes with it (/health: 200 "ok")
 
 The routes of the OpenAI API are in ``openai_routes``; here are the app's own: /health,
 /metrics, and the playground (``static/index.html`` at /, the folder at /static). The app
@@ -48,9 +48,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.worker.start()
         loading = asyncio.create_task(_load(state))
         yield
-        loading.cancel()  # the thread finishes its read; the engine is then not started
+        loading.cancel()  # the worker finishes its read; nothing decodes with it then
         state.stop()
 
     app = FastAPI(title="wxb", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -72,7 +73,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
 async def _load(state: Served) -> None:
     try:
-        await asyncio.to_thread(state.load)
+        await state.worker.call(state.load)
     except Exception as err:  # a bad folder: /health and every model route say why
         state.status, state.error = "error", f"{type(err).__name__}: {err}"
         log.error("wxb serve: could not load the model: %s", state.error)

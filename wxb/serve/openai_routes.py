@@ -310,13 +310,12 @@ async def embeddings(request: Request) -> dict[str, Any]:
                        f"with `{state.embedding_id}`", param="model", code="model_not_found")
     embedder = state.embedder
 
-    def embed() -> tuple[Any, int]:
-        with state.embed_lock:
-            counted = embedder.tokenizer(body.input, truncation=True,
-                                         max_length=embedder.max_length)["input_ids"]
-            return embedder(body.input).numpy(), sum(map(len, counted))
+    def embed() -> tuple[Any, int]:  # on the engine's thread, one batch at a time
+        counted = embedder.tokenizer(body.input, truncation=True,
+                                     max_length=embedder.max_length)["input_ids"]
+        return embedder(body.input).numpy(), sum(map(len, counted))
 
-    vectors, prompt_tokens = await asyncio.to_thread(embed)
+    vectors, prompt_tokens = await state.worker.call(embed)
     if body.encoding_format == "base64":
         data = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
     else:

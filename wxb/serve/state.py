@@ -1,10 +1,9 @@
 """What the server serves: its settings, and the model, tokenizer, engine and embedder that a
-start-up task loads (``Served.load`` in a thread, then ``Served.start``)."""
+start-up task loads (``Served.load`` on the engine's thread, then ``Served.start``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -75,14 +74,17 @@ class Served:
             settings.embedding_model)
         self.model: Any = None
         self.tokenizer: Any = None
+        # The engine's thread runs all of the server's torch work (see wxb.serve.engine);
+        # ``engine`` is set once a language model decodes on it.
+        self.worker = Engine(max_concurrency=settings.max_concurrency,
+                             max_queue=settings.max_queue)
         self.engine: Engine | None = None
         self.eos_ids: frozenset[int] = frozenset()
         self.embedder: Any = None
-        self.embed_lock = threading.Lock()  # one embedding batch at a time
         self._token_texts: dict[int, str] = {}
 
     def load(self) -> None:
-        """Read the folders (slow: run it in a thread)."""
+        """Read the folders (slow: run it on the worker, ``await worker.call(load)``)."""
         if self.settings.model is not None:
             from wxb.tasks.causal_lm.pipeline import load_causal_lm
 
@@ -96,15 +98,13 @@ class Served:
 
     def start(self) -> None:
         if self.model is not None:
-            self.engine = Engine(self.model, max_concurrency=self.settings.max_concurrency,
-                                 max_queue=self.settings.max_queue)
-            self.engine.start()
+            self.worker.attach(self.model)
+            self.engine = self.worker
         self.status = "ok"
 
     def stop(self) -> None:
         self.status = "stopped"
-        if self.engine is not None:
-            self.engine.stop()
+        self.worker.stop()
 
     @property
     def context(self) -> int:
