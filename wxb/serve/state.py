@@ -22,6 +22,7 @@ class ServeSettings:
     from (none: CORS stays off). The limits bound one request: its body, its number of
     choices ``max_n``, its stop strings (``max_stop`` of at most ``max_stop_length``
     characters). ``served_model_name`` is the id clients name (default: the folder's name).
+    ``adapter``: a LoRA adapter folder (wxb or PEFT) applied to the model as it is served.
     """
 
     model: str | None
@@ -35,6 +36,7 @@ class ServeSettings:
     max_stop: int = 4
     max_stop_length: int = 64
     served_model_name: str | None = None
+    adapter: str | None = None
 
     def check(self) -> None:
         if self.model is None and self.embedding_model is None:
@@ -45,6 +47,8 @@ class ServeSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if self.adapter is not None and self.model is None:
+            raise ConfigError("an adapter applies to a model: give the model it was trained on")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("api_key is empty; give a key or leave it out")
 
@@ -90,6 +94,10 @@ class Served:
 
             folder = _folder(self.settings.model)
             self.model, self.tokenizer = load_causal_lm(folder)
+            if self.settings.adapter is not None:
+                from wxb.peft.lora import load_adapter
+
+                load_adapter(self.model, self.settings.adapter)
             self.eos_ids = frozenset(end_of_sequence_ids(self.model, self.tokenizer, folder))
         if self.settings.embedding_model is not None:
             from wxb.tasks.embed.pipeline import SentenceEmbedder
