@@ -21,6 +21,10 @@ process starts (``wxb.tasks.compare_finetune`` runs each variant so).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import gc
 import os
 import resource
 import sys
@@ -54,6 +58,13 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
+def release_free_memory() -> None:
+    """Return the C allocator's free pages to the system (glibc's ``malloc_trim``; elsewhere
+    nothing to do)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
 def reset_peak() -> bool:
     """Make the peak the present resident set size (Linux); False where that is impossible."""
     try:
@@ -72,6 +83,11 @@ class TrainingMemory:
         storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
                     for t in (*model.parameters(), *model.buffers())}
         self.model_mib = sum(storages.values()) / 2**20
+        # What earlier work freed must not serve training's allocations from pages already
+        # resident (they would not show as growth): collect its garbage and hand the C
+        # library's free pages back to the system first.
+        gc.collect()
+        release_free_memory()
         reset_peak()
         self.before_training = rss_mib()
 
