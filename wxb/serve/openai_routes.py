@@ -171,16 +171,23 @@ def submit(state: Served, body: Sampling, prompts: list[list[int]], budgets: lis
     return choices
 
 
-# ----------------------------------------------------------------------------- chat
-
-
-async def chat_completions(request: Request) -> Response:
+async def generation_request(request: Request, schema: type) -> tuple[Served, Any]:
+    """The served state and the checked body of a chat or completion request: its fields,
+    its limits (choices, stop strings) and the model it names."""
     state = served(request)
-    body = parse(await request.body(), ChatRequest)
+    body = parse(await request.body(), schema)
     limits = state.settings
     check_limits(body, max_n=limits.max_n, max_stop=limits.max_stop,
                  max_stop_length=limits.max_stop_length)
     language_model(state, body.model)
+    return state, body
+
+
+# ----------------------------------------------------------------------------- chat
+
+
+async def chat_completions(request: Request) -> Response:
+    state, body = await generation_request(request, ChatRequest)
     ids = await chat_prompt(state, body.messages)
     check_ids(state, ids, "messages")
     budget = token_budget(state, ids, body.token_limit, None, "messages")
@@ -226,12 +233,7 @@ async def chat_chunks(state: Served, body: ChatRequest, choices: list[Choice],
 
 
 async def completions(request: Request) -> Response:
-    state = served(request)
-    body = parse(await request.body(), CompletionRequest)
-    limits = state.settings
-    check_limits(body, max_n=limits.max_n, max_stop=limits.max_stop,
-                 max_stop_length=limits.max_stop_length)
-    language_model(state, body.model)
+    state, body = await generation_request(request, CompletionRequest)
     prompts, texts = [], []
     for prompt in body.prompt:
         if isinstance(prompt, str):
