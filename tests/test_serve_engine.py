@@ -84,7 +84,7 @@ def test_greedy_answers_under_concurrency_equal_the_answers_alone(family):
         assert [t.id for t in tokens] == alone
         assert finished.reason == "length"
     assert engine.stats.generated_tokens == sum(n for _, n in work)
-    assert not engine.active and engine.cache is None
+    assert not engine.active and engine.batch.cache is None
 
 
 def test_logprobs_are_the_models_log_softmax_and_the_prompt_is_scored():

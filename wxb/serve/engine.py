@@ -6,13 +6,9 @@
       -> each row sampled with its own settings and generator -> events to its stream
       -> a finished or cancelled row leaves the batch at the token boundary
 
-The batch's KV cache is **left-padded**: each row's keys and values sit right-aligned in one
-(rows, kv_heads, T, head_dim) tensor per layer, with an attention mask marking the padding and
-position ids counting each row's own tokens. Requests joining with longer prompts pad the
-batch on the left; shorter ones are padded themselves; when rows leave, the columns
-that are padding in every remaining row are cut off, so T is always the longest row's length.
-Masked positions get exactly zero attention weight, so a greedy answer under concurrency is
-token-identical to the same request served alone.
+The batch's KV cache is left-padded (``wxb.serve.batch``): rows of different lengths share one
+tensor per layer, the padding masked, so a greedy answer under concurrency is token-identical
+to the same request served alone.
 
 The loop runs in a thread of its own (torch releases the GIL in its kernels); requests come in
 from the HTTP server's event loop through ``submit`` and their tokens go back to it through
@@ -40,7 +36,7 @@ import torch
 
 from wxb.generation.config import GenerationConfig
 from wxb.generation.logits import build_processors
-from wxb.nn.attention import KVCache
+from wxb.serve.batch import BatchCache
 
 
 class QueueFull(Exception):
@@ -179,9 +175,7 @@ class Engine:
         self.lock = threading.Condition()
         self.running = False
         self.thread: threading.Thread | None = None
-        # The batch: its cache, its padding mask (rows, T) and each row's real length.
-        self.cache: KVCache | None = None
-        self.mask: torch.Tensor | None = None
+        self.batch = BatchCache()  # the active rows' keys and values
 
     def attach(self, model: Any) -> None:
         """The model to decode with (a server loads it on this engine's thread first)."""
@@ -260,7 +254,7 @@ class Engine:
                 # (the HTTP side checks prompts first, so a bad one does not end its fellows)
                 for request in dict.fromkeys([*joining, *self.active]):  # each once
                     self._finish(request, "abort", f"{type(err).__name__}: {err}")
-                self.active, self.cache, self.mask = [], None, None
+                self.active, self.batch = [], BatchCache()
             self.stats.busy_seconds += time.perf_counter() - start
         for request in [*self.active, *self.waiting]:
             self._finish(request, "abort", "the server is shutting down")
@@ -291,7 +285,8 @@ class Engine:
         scored = any(r.params.prompt_logprobs is not None for r in requests)
         out = self.model(ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(0),
                          use_cache=True, logits_to_keep=0 if scored else 1)
-        self._join(requests, out.past_key_values, mask)
+        self.batch.add(out.past_key_values, mask)
+        self.active += requests
         for row, request in enumerate(requests):
             logits = out.logits[row].float()
             if request.params.prompt_logprobs is not None:
@@ -303,13 +298,11 @@ class Engine:
 
     def _decode_step(self) -> None:
         """One token for every active row."""
-        rows = len(self.active)
         tokens = torch.tensor([[r.output_ids[-1]] for r in self.active], device=self.device)
-        self.mask = torch.cat([self.mask, self.mask.new_ones(rows, 1)], dim=1)
         positions = torch.tensor([[len(r.prompt_ids) + len(r.output_ids) - 1]
                                   for r in self.active], device=self.device)
-        out = self.model(tokens, attention_mask=self.mask, position_ids=positions,
-                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        out = self.model(tokens, attention_mask=self.batch.step(), position_ids=positions,
+                         past_key_values=self.batch.cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1].float()
         for request, row in zip(self.active, logits, strict=True):
             self._choose(request, row)
@@ -348,28 +341,7 @@ class Engine:
             return "length"
         return None
 
-    # ------------------------------------------------------------------------- the batch cache
-
-    def _join(self, requests: list[Request], cache: KVCache, mask: torch.Tensor) -> None:
-        """Add prefilled rows (their cache and padding mask) to the batch, left-padding
-        whichever is shorter."""
-        cache = _exact(cache)
-        if self.cache is None:
-            self.cache, self.mask, self.active = cache, mask, list(requests)
-            return
-        total, length = self.cache.get_seq_length(), cache.get_seq_length()
-        width = max(total, length)
-        merged = KVCache(len(cache.keys))
-        for layer in range(len(cache.keys)):
-            old_k, old_v = _left_pad(self.cache, layer, width)
-            new_k, new_v = _left_pad(cache, layer, width)
-            merged.keys[layer] = torch.cat([old_k, new_k])
-            merged.values[layer] = torch.cat([old_v, new_v])
-            merged.lengths[layer] = width
-        self.mask = torch.cat([torch.nn.functional.pad(self.mask, (width - total, 0)),
-                               torch.nn.functional.pad(mask, (width - length, 0))])
-        self.cache = merged
-        self.active += requests
+    # ------------------------------------------------------------------------- leaving
 
     def _drop_finished(self) -> None:
         """End the finished and cancelled rows, then cut the batch down to the rest."""
@@ -383,20 +355,7 @@ class Engine:
         if len(keep) == len(self.active):
             return
         self.active = [self.active[i] for i in keep]
-        if not keep:
-            self.cache, self.mask = None, None
-            return
-        index = torch.tensor(keep, device=self.device)
-        self.cache.reorder(index)
-        self.mask = self.mask.index_select(0, index)
-        start = int(self.mask.any(dim=0).long().argmax())  # the first column someone uses
-        if start:
-            length = self.cache.get_seq_length()
-            for layer in range(len(self.cache.keys)):
-                self.cache.keys[layer] = self.cache.keys[layer][:, :, start:length]
-                self.cache.values[layer] = self.cache.values[layer][:, :, start:length]
-                self.cache.lengths[layer] = length - start
-            self.mask = self.mask[:, start:]
+        self.batch.keep(keep)
 
 
 def _run_call(function: Callable[[], Any], future: asyncio.Future) -> None:
@@ -414,25 +373,6 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_exception(error)
     else:
         future.set_result(result)
-
-
-def _exact(cache: KVCache) -> KVCache:
-    """``cache`` with its buffers cut to the positions in use."""
-    for layer in range(len(cache.keys)):
-        n = cache.lengths[layer]
-        cache.keys[layer] = cache.keys[layer][:, :, :n]
-        cache.values[layer] = cache.values[layer][:, :, :n]
-    return cache
-
-
-def _left_pad(cache: KVCache, layer: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One layer's keys and values (rows, heads, width, dim), zeros on the left."""
-    n = cache.lengths[layer]
-    k, v = cache.keys[layer][:, :, :n], cache.values[layer][:, :, :n]
-    if n == width:
-        return k, v
-    pad = (0, 0, width - n, 0)
-    return torch.nn.functional.pad(k, pad), torch.nn.functional.pad(v, pad)
 
 
 def _penalize(scores: torch.Tensor, generated: list[int],
