@@ -25,6 +25,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "marian": ("wxb.models.transformer", "TransformerConfig", ("MarianMTModel", "MarianModel")),
     "transformer": ("wxb.models.transformer", "TransformerConfig", ("MarianMTModel",
                                                                     "MarianModel")),
+    "t5": ("wxb.models.t5", "T5Config", ("T5ForConditionalGeneration", "T5Model",
+                                        "T5EncoderModel")),
     "bert": ("wxb.models.bert", "BertConfig", (
         "BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification",
         "BertForTokenClassification", "BertForQuestionAnswering")),

@@ -5,7 +5,12 @@ from wxb.nn.attention import KVCache, attention, make_mask
 from wxb.nn.dropout import Dropout, dropout
 from wxb.nn.feedforward import SwiGLU, activation
 from wxb.nn.norm import RMSNorm
-from wxb.nn.position import RotaryEmbedding, apply_rotary, sinusoidal_positions
+from wxb.nn.position import (
+    RotaryEmbedding,
+    apply_rotary,
+    relative_position_bucket,
+    sinusoidal_positions,
+)
 from wxb.nn.recurrent import Recurrent
 from wxb.nn.rnn import GRU, LSTM, RNN
 
@@ -24,5 +29,6 @@ __all__ = [
     "attention",
     "dropout",
     "make_mask",
+    "relative_position_bucket",
     "sinusoidal_positions",
 ]

@@ -1,4 +1,5 @@
-"""Positions: sinusoidal (Vaswani et al., 2017) and rotary (Su et al., 2021; LLaMA-3 scaling).
+"""Positions: sinusoidal (Vaswani et al., 2017), rotary (Su et al., 2021; LLaMA-3 scaling) and
+T5's relative position buckets (Raffel et al., 2020).
 
 Learned positions need no code of their own: they are an ``nn.Embedding`` over position ids.
 """
@@ -95,3 +96,28 @@ def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
     """
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+def relative_position_bucket(relative_position: torch.Tensor, bidirectional: bool = True,
+                             num_buckets: int = 32, max_distance: int = 128) -> torch.Tensor:
+    """The bucket (0 .. num_buckets - 1) of each distance key - query.
+
+    Bidirectional: half the buckets for keys after the query, half for those before; one way
+    (the decoder): future keys fall in bucket 0 with the query itself. Of a direction's
+    buckets, the first half are exact distances 0, 1, ...; the rest cover distances up to
+    ``max_distance`` logarithmically, and everything farther shares the last one.
+    """
+    bucket = torch.zeros_like(relative_position)
+    if bidirectional:
+        num_buckets //= 2
+        bucket = bucket + (relative_position > 0).long() * num_buckets
+        distance = relative_position.abs()
+    else:
+        distance = -torch.clamp(relative_position, max=0)
+    exact = num_buckets // 2
+    # log(distance / exact) / log(max_distance / exact) of the remaining buckets (distance 0
+    # gives -inf here, which the `where` below never picks).
+    large = exact + (torch.log(distance.float() / exact) / math.log(max_distance / exact)
+                     * (num_buckets - exact)).long()
+    large = torch.clamp(large, max=num_buckets - 1)
+    return bucket + torch.where(distance < exact, distance, large)
