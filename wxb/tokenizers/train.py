@@ -13,6 +13,8 @@ from wxb.tokenizers.corpus import read_corpus
 
 BERT_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 KINDS = ("bpe", "wordpiece", "char", "word")
+# What a config's tokenizer settings may name: also T5's SentencePiece-style Unigram.
+SETTINGS_KINDS = (*KINDS, "unigram")
 
 
 def train_tokenizer(kind: str, corpus: Sequence[str | Path], *, vocab_size: int,
@@ -86,20 +88,32 @@ def _train_with_tokenizers_library(kind: str, lines: list[str], vocab_size: int,
 def tokenizer_from_settings(spec: Any, texts: Sequence[str], *, field: str = "model.tokenizer",
                             special_tokens: dict[str, str] | None = None) -> Tokenizer:
     """What a training config's tokenizer entry names: a tokenizer folder, or settings
-    ``{kind: char | word | bpe | wordpiece, vocab_size, min_frequency, <the kind's options>}``
-    trained on ``texts``. ``special_tokens`` (roles -> tokens) replaces the kind's defaults
-    (char / word: [PAD] and [UNK]; bpe: GPT-2's; wordpiece keeps BERT's). ``field`` names the
-    entry in errors."""
+    ``{kind: char | word | bpe | wordpiece | unigram, vocab_size, min_frequency, <the kind's
+    options>}`` trained on ``texts``. ``special_tokens`` (roles -> tokens) replaces the kind's
+    defaults (char / word: [PAD] and [UNK]; bpe: GPT-2's; wordpiece keeps BERT's; unigram:
+    T5's <pad>, </s>, <unk>, renamable). ``unigram`` is T5's tokenizer trained from scratch,
+    with ``extra_ids`` sentinels (default 100) after its ``vocab_size`` pieces; it has no
+    ``min_frequency``. ``field`` names the entry in errors."""
     from wxb.tokenizers.load import load_tokenizer, tokenizer_class
 
     if not isinstance(spec, dict):
         return load_tokenizer(spec)
     options = dict(spec)
     kind = options.pop("kind", None)
-    if kind not in KINDS:
+    if kind not in SETTINGS_KINDS:
         raise ConfigError(f"{field} is a folder or settings with kind one of "
-                          f"{', '.join(KINDS)}; got {spec!r}")
+                          f"{', '.join(SETTINGS_KINDS)}; got {spec!r}")
     size = options.pop("vocab_size", None)
+    if kind == "unigram":
+        from wxb.tokenizers.sentencepiece import train_t5_unigram
+
+        extra_ids = coerce(f"{field}.extra_ids", options.pop("extra_ids", 100), int)
+        if options:
+            raise ConfigError(f"{field}: unknown setting {next(iter(options))!r} for kind "
+                              "unigram; it takes vocab_size and extra_ids")
+        size = coerce(f"{field}.vocab_size", size or 8000, int)
+        return train_t5_unigram(texts, vocab_size=size, extra_ids=extra_ids,
+                                special_tokens=special_tokens)
     min_frequency = coerce(f"{field}.min_frequency", options.pop("min_frequency", 1), int)
     if kind == "wordpiece":
         return train_on_lines("wordpiece", texts, vocab_size=size or 8000,
