@@ -19,6 +19,7 @@ from wxb.cli import (
     params,
     recipe,
     serve,
+    summarize,
     tokenize,
     train,
     translate,
@@ -46,6 +47,7 @@ app.command("convert")(convert.convert)
 app.command("generate")(generate.generate)
 app.command("chat")(generate.chat)
 app.command("translate")(translate.translate)
+app.command("summarize")(summarize.summarize)
 app.command("serve")(serve.serve)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")
 app.add_typer(recipe.recipe_app, name="recipe")

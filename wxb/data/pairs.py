@@ -33,16 +33,19 @@ class SentencePairs:
 
 
 def sentence_pairs(rows: list[dict[str, Any]], source: str | Path, source_column: str,
-                   target_column: str) -> SentencePairs:
+                   target_column: str, *,
+                   column_keys: tuple[str, str] = ("source_column", "target_column")
+                   ) -> SentencePairs:
     """The pairs of a table's two columns; a row whose source or target is empty (or only
-    whitespace) is skipped and counted."""
+    whitespace) is skipped and counted. ``column_keys`` are the config keys naming the
+    columns, for the error on a missing one."""
     if not rows:
         raise DataError(f"{source} has no rows")
     for column in (source_column, target_column):
         if column not in rows[0]:
             raise DataError(f"{source} has no column {column!r}; its columns are: "
-                            f"{', '.join(map(str, rows[0]))} (set data.source_column and "
-                            "data.target_column)")
+                            f"{', '.join(map(str, rows[0]))} (set data.{column_keys[0]} and "
+                            f"data.{column_keys[1]})")
     kept, skipped = [], 0
     for row in rows:
         pair = (str(row[source_column] or "").strip(), str(row[target_column] or "").strip())

@@ -136,6 +136,10 @@ register(Task("token-classify", "a tagger for named entities, trained on CoNLL f
 register(Task("translation", "Seq2Seq or the Transformer on sentence pairs, scored by BLEU",
               train="wxb.tasks.translation.train:train_translation",
               pipeline="wxb.tasks.translation.pipeline:Translator"))
+register(Task("summarization", "T5, the Transformer or Seq2Seq on documents, scored by ROUGE",
+              train="wxb.tasks.summarization.train:train_summarization",
+              pipeline="wxb.tasks.summarization.pipeline:Summarizer",
+              aliases=("summarize",)))
 register(Task("causal-lm", "pretrain GPT-2 or LLaMA on text, then sample from it",
               train="wxb.tasks.causal_lm.train:pretrain",
               pipeline="wxb.tasks.causal_lm.pipeline:TextGenerator",

@@ -56,3 +56,63 @@ def require(section: Section, key: str, what: str) -> Any:
     if value is None:
         raise ConfigError(f"{section.section_name}.{key} is required: {what}")
     return value
+
+
+Pairs = list[tuple[str, str]]
+
+
+@dataclasses.dataclass
+class PairTables(Section):
+    """Tables of (input, output) text pairs: one table (``path``) split by distinct input into
+    train / validation / test shares, so no test input is trained on; or ``train`` with
+    ``validation`` and ``test`` tables. ``fieldnames`` names the columns of a headerless
+    table; the lengths are in tokens. A subclass names the two columns (``columns``)."""
+
+    path: str | None = None
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    fieldnames: list[str] | None = None
+    validation_size: float = 0.05
+    test_size: float = 0.1
+    split_seed: int = 0
+    max_source_length: int = 64
+    max_target_length: int = 64
+
+    def columns(self) -> tuple[str, str]:
+        """The input's and the output's column names."""
+        raise NotImplementedError
+
+    def column_keys(self) -> tuple[str, str]:
+        """The keys of this section that name the columns (for error messages)."""
+        names = [f.name for f in dataclasses.fields(self) if f.name.endswith("_column")]
+        return names[0], names[1]
+
+    def check(self) -> None:
+        if self.given("path") == self.given("train"):
+            raise self.fail("give either path (one table, split by test_size and "
+                            "validation_size) or train (with validation and test files)")
+        if self.max_target_length < 2:
+            raise ConfigError(f"{self.section_name}.max_target_length must leave room for a "
+                              "token and the eos")
+
+    def read(self) -> tuple[dict[str, Pairs], int]:
+        """The train / validation / test pairs, and how many rows were skipped as empty."""
+        from wxb.data.pairs import sentence_pairs, split_by_source
+        from wxb.data.text import read_rows
+
+        def read(path: str):
+            return sentence_pairs(read_rows(path, self.fieldnames), path, *self.columns(),
+                                  column_keys=self.column_keys())
+
+        if self.path is not None:
+            whole = read(self.path)
+            return split_by_source(whole.pairs, test_size=self.test_size,
+                                   validation_size=self.validation_size,
+                                   seed=self.split_seed), whole.skipped_empty
+        splits, skipped = {}, 0
+        for name in ("train", "validation", "test"):
+            if getattr(self, name) is not None:
+                part = read(getattr(self, name))
+                splits[name], skipped = part.pairs, skipped + part.skipped_empty
+        return splits, skipped

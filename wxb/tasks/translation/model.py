@@ -25,29 +25,42 @@ if TYPE_CHECKING:
     from wxb.models.base import PreTrainedModel
     from wxb.tokenizers.base import Tokenizer
 
-MODEL_TYPES = ("seq2seq", "transformer", "marian")
+MODEL_TYPES = ("seq2seq", "transformer", "marian", "t5")
+# Families whose encoder and decoder share one embedding table, so one vocabulary.
+ONE_VOCABULARY = ("t5",)
 TOKENIZER_KEYS = ("tokenizer", "source_tokenizer", "target_tokenizer")
 # The special tokens of a tokenizer trained here: padding first, so both sides pad with id 0.
 VOCAB_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "eos": "[EOS]"}
 BPE_SPECIALS = {"pad": "<pad>", "eos": "</s>"}
-TOKENIZER_KINDS = ("char", "word", "bpe")
+TOKENIZER_KINDS = ("char", "word", "bpe", "unigram")
+# Special tokens by kind; unigram (T5's SentencePiece model) keeps T5's <pad>=0, </s>=1, <unk>=2.
+KIND_SPECIALS = {"bpe": BPE_SPECIALS, "unigram": None}
 SOURCE_TOKENIZER_DIR, TARGET_TOKENIZER_DIR = "source_tokenizer", "target_tokenizer"
 
 
 @dataclasses.dataclass
 class ModelSection(Section):
-    """``type`` (seq2seq, transformer) and the tokenizers: ``source_tokenizer`` and
-    ``target_tokenizer`` (folders, or settings such as ``{kind: bpe, vocab_size: 8000}``
+    """``type`` (seq2seq, transformer, marian, t5) and the tokenizers: ``source_tokenizer``
+    and ``target_tokenizer`` (folders, or settings such as ``{kind: bpe, vocab_size: 8000}``
     trained on the training pairs), or one ``tokenizer`` for both languages; the other keys
-    are fields of the family's config."""
+    are fields of the family's config. Or ``pretrained``: a folder holding an
+    encoder-decoder and its tokenizer(s) (a Hugging Face T5 or Marian folder, or one a run
+    saved), fine-tuned from there."""
 
     extra_fields = True
     type: str | None = None
     tokenizer: str | dict | None = None
     source_tokenizer: str | dict | None = None
     target_tokenizer: str | dict | None = None
+    pretrained: str | None = None
 
     def check(self) -> None:
+        if self.pretrained is not None:
+            given = [k for k in ("type", *TOKENIZER_KEYS) if getattr(self, k) is not None]
+            if given or self.extra:
+                raise ConfigError(f"model.pretrained brings its own architecture and "
+                                  f"tokenizer; drop {', '.join(given + list(self.extra))}")
+            return
         if self.type not in MODEL_TYPES:
             raise ConfigError(f"model.type must be one of {', '.join(MODEL_TYPES)}; got "
                               f"{self.type!r}")
@@ -58,11 +71,15 @@ class ModelSection(Section):
             raise ConfigError("model needs source_tokenizer and target_tokenizer (folders or "
                               "settings such as {kind: bpe, vocab_size: 8000}), or one "
                               "tokenizer for both languages")
+        if self.type in ONE_VOCABULARY and self.tokenizer is None:
+            raise ConfigError(f"a {self.type} model has one embedding table for both sides: "
+                              "give model.tokenizer instead of source_tokenizer and "
+                              "target_tokenizer")
 
     def to_dict(self) -> dict[str, Any]:
         # The tokenizer keys not given stay out: a shared tokenizer excludes the other two.
         return {k: v for k, v in super().to_dict().items()
-                if k not in TOKENIZER_KEYS or v is not None}
+                if k not in (*TOKENIZER_KEYS, "pretrained", "type") or v is not None}
 
 
 def build_tokenizers(section: ModelSection,
@@ -92,8 +109,7 @@ def _tokenizer(spec: str | dict, texts: list[str], field: str) -> Tokenizer:
         raise ConfigError(f"{field} is a folder or settings with kind one of "
                           f"{', '.join(TOKENIZER_KINDS)}; got {spec!r}")
     tokenizer = tokenizer_from_settings(spec, texts, field=field,
-                                        special_tokens=BPE_SPECIALS if kind == "bpe"
-                                        else VOCAB_SPECIALS)
+                                        special_tokens=KIND_SPECIALS.get(kind, VOCAB_SPECIALS))
     for role in ("pad", "eos"):
         if getattr(tokenizer, f"{role}_token_id") is None:
             raise ConfigError(f"{field} has no {role} token; translation needs one")
@@ -103,12 +119,14 @@ def _tokenizer(spec: str | dict, texts: list[str], field: str) -> Tokenizer:
 def build_translation_model(section: ModelSection, source: Tokenizer, target: Tokenizer,
                             *, seed: int) -> PreTrainedModel:
     """The configured model, sized to the tokenizers; it starts decoding from the pad token
-    (Marian's convention) and stops at the target's eos."""
+    (Marian's and T5's convention) and stops at the target's eos."""
     cls = registry.model_class(section.type)
     fields = section.extra
     values = {"vocab_size": source.vocab_size, "decoder_vocab_size": target.vocab_size,
               "pad_token_id": source.pad_token_id, "eos_token_id": target.eos_token_id,
               "decoder_start_token_id": target.pad_token_id}
+    if section.type in ONE_VOCABULARY:
+        del values["decoder_vocab_size"]
     if cls.config_class.model_type == "marian":
         values["share_encoder_decoder_embeddings"] = source is target
         if fields.get("share_encoder_decoder_embeddings") and source is not target:
@@ -116,6 +134,17 @@ def build_translation_model(section: ModelSection, source: Tokenizer, target: To
                               "model.tokenizer instead of source_tokenizer and target_tokenizer")
     torch.manual_seed(seed)
     return cls(cls.config_class.from_dict({**values, **fields}, strict=True))
+
+
+def model_and_tokenizers(section: ModelSection, pairs: list[tuple[str, str]], *, seed: int
+                         ) -> tuple[PreTrainedModel, Tokenizer, Tokenizer]:
+    """The model to train and its source and target tokenizers: the ``pretrained`` folder's,
+    or a new model sized to tokenizers built from (or trained on) the training pairs."""
+    if section.pretrained is not None:
+        model, source, target = load_translation_model(section.pretrained)
+        return model.train(), source, target
+    source, target = build_tokenizers(section, pairs)
+    return build_translation_model(section, source, target, seed=seed), source, target
 
 
 def save_translation_model(model: PreTrainedModel, source: Tokenizer, target: Tokenizer,

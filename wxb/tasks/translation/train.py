@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wxb.errors import ConfigError
+from wxb.tasks.data import Pairs, PairTables
 from wxb.tasks.run import Run
 from wxb.tasks.sections import Section, at_least, choose
 from wxb.tasks.translation.model import (
     ModelSection,
-    build_tokenizers,
-    build_translation_model,
+    model_and_tokenizers,
     plot_translation_attention,
     save_translation_model,
 )
@@ -51,8 +51,6 @@ if TYPE_CHECKING:
     from wxb.models.base import PreTrainedModel
     from wxb.tokenizers.base import Tokenizer
     from wxb.train.trainer import Trainer
-
-Pairs = list[tuple[str, str]]
 
 TRAINING_DEFAULTS = {"output_dir": "runs/translate", "num_train_epochs": 10,
                      "learning_rate": 1e-3, "per_device_train_batch_size": 64,
@@ -66,51 +64,16 @@ METRICS = tuple(f"{prefix}_{m}" for _, prefix in SCORED_SPLITS
 
 
 @dataclasses.dataclass
-class DataSection(Section):
-    """One table of pairs (``path``, split by source into test and validation shares) or
-    ``train`` with ``validation`` and ``test`` tables; the columns and the lengths kept."""
+class DataSection(PairTables):
+    """Sentence pairs: the source and target columns, and the target's language (how BLEU
+    tokenizes it)."""
 
-    path: str | None = None
-    train: str | None = None
-    validation: str | None = None
-    test: str | None = None
     source_column: str = "source"
     target_column: str = "target"
-    fieldnames: list[str] | None = None
-    validation_size: float = 0.05
-    test_size: float = 0.1
-    split_seed: int = 0
-    max_source_length: int = 64
-    max_target_length: int = 64
     target_language: str | None = None
 
-    def check(self) -> None:
-        if self.given("path") == self.given("train"):
-            raise ConfigError("data: give either path (one table, split by test_size and "
-                              "validation_size) or train (with validation and test files)")
-        if self.max_target_length < 2:
-            raise ConfigError("data.max_target_length must leave room for a token and the eos")
-
-    def read(self) -> tuple[dict[str, Pairs], int]:
-        """The train / validation / test pairs, and how many rows were skipped as empty."""
-        from wxb.data.pairs import sentence_pairs, split_by_source
-        from wxb.data.text import read_rows
-
-        def read(path: str):
-            return sentence_pairs(read_rows(path, self.fieldnames), path, self.source_column,
-                                  self.target_column)
-
-        if self.path is not None:
-            whole = read(self.path)
-            return split_by_source(whole.pairs, test_size=self.test_size,
-                                   validation_size=self.validation_size,
-                                   seed=self.split_seed), whole.skipped_empty
-        splits, skipped = {}, 0
-        for name in ("train", "validation", "test"):
-            if getattr(self, name) is not None:
-                part = read(getattr(self, name))
-                splits[name], skipped = part.pairs, skipped + part.skipped_empty
-        return splits, skipped
+    def columns(self) -> tuple[str, str]:
+        return self.source_column, self.target_column
 
 
 @dataclasses.dataclass
@@ -173,7 +136,8 @@ def train_translation(config: dict[str, Any], *, resume: bool | str = False,
     splits, skipped = data.read()
     run.log(f"data: {', '.join(f'{n} {len(p):,}' for n, p in splits.items())} pairs"
             + (f"; {skipped:,} rows with an empty side skipped" if skipped else ""))
-    source_tok, target_tok = build_tokenizers(model_section, splits["train"])
+    model, source_tok, target_tok = model_and_tokenizers(model_section, splits["train"],
+                                                         seed=args.seed)
     encoded = {name: encode_pairs(pairs, source_tok, target_tok,
                                   max_source_length=data.max_source_length,
                                   max_target_length=data.max_target_length)
@@ -183,7 +147,6 @@ def train_translation(config: dict[str, Any], *, resume: bool | str = False,
         run.log("truncated to max_source_length / max_target_length: " + "; ".join(
             f"{name} {c['source']} sources, {c['target']} targets"
             for name, c in truncated.items()))
-    model = build_translation_model(model_section, source_tok, target_tok, seed=args.seed)
     run.log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters; "
             f"vocabularies {source_tok.vocab_size:,} (source), {target_tok.vocab_size:,} "
             "(target)")

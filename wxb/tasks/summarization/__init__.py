@@ -1,0 +1,1 @@
+"""Summarization: an encoder-decoder trained on documents and summaries, scored by ROUGE."""

@@ -1,0 +1,200 @@
+"""Training a summarizer, as a function of one config (task ``summarization``).
+
+    table of documents and summaries -> split by document (no test document is trained on)
+      -> the source prefix ("summarize: ") -> tokenizer(s) trained on the training side, or
+      a pretrained folder's -> T5, the Transformer or Seq2Seq -> Trainer (validation loss each
+      epoch) -> summaries of the validation and test documents (beams, length, repetition and
+      n-gram penalties) -> ROUGE-1/2/L/Lsum F1 (rouge-score) beside the lead-n baseline
+      -> model/ + result.json
+
+The config (a recipe with ``task: summarization`` is one)::
+
+    model:    the translation task's model section: {type: t5 | transformer | seq2seq,
+              <fields of its config>, tokenizer: {kind: bpe, ...} or a folder (T5 needs one
+              vocabulary for both sides), or source_tokenizer + target_tokenizer}
+              or {pretrained: FOLDER}
+    data:     {path: FILE, validation_size: 0.05, test_size: 0.1, split_seed: 0}
+              or {train: FILE, validation: FILE, test: FILE}
+              + document_column: document, summary_column: summary, fieldnames,
+                source_prefix: "", max_source_length: 512, max_target_length: 64,
+                language: en (zh: ROUGE over characters), lead: 3,
+                score_against_input: false (also score each summary against its document)
+    generation: {num_beams: 1, max_new_tokens: 64, length_penalty: 1.0,
+                 repetition_penalty: 1.0, no_repeat_ngram_size: 0, batch_size: 16}
+    training: {<TrainingArguments fields>}
+    max_time_seconds: 1800
+
+Rows with an empty document or summary are skipped and counted (``skipped_empty_pairs``);
+documents and summaries longer than the limits are cut and counted (``truncated``).
+``score_against_input`` reproduces a measure some tutorials report by mistake: ROUGE of the
+summaries against the documents they summarize (copying the input scores high there); its
+metrics end in ``_vs_input`` and are never the headline. The saved folder holds the model,
+its tokenizer(s) and ``summarization.json``; ``wxb summarize --model DIR`` and
+``wxb.pipeline("summarize", DIR)`` use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from wxb.errors import ConfigError
+from wxb.metrics.summarization import ROUGE_TYPES
+from wxb.tasks.data import Pairs, PairTables
+from wxb.tasks.run import Run
+from wxb.tasks.sections import at_least
+from wxb.tasks.translation.model import ModelSection, model_and_tokenizers
+from wxb.tasks.translation.train import GenerationSection as TranslationGeneration
+
+if TYPE_CHECKING:
+    from wxb.models.base import PreTrainedModel
+    from wxb.tokenizers.base import Tokenizer
+
+TRAINING_DEFAULTS = {"output_dir": "runs/summarize", "num_train_epochs": 10,
+                     "learning_rate": 1e-3, "per_device_train_batch_size": 16,
+                     "per_device_eval_batch_size": 32, "eval_strategy": "epoch",
+                     "metric_for_best_model": "loss", "max_grad_norm": 1.0}
+SCORED_SPLITS = (("validation", "eval"), ("test", "test"))  # split -> its metrics' prefix
+SAMPLES = 20  # summaries kept in result.json
+SAMPLE_CHARS = 600  # of each sample's document
+METRICS = tuple(f"{prefix}_{kind}" for _, prefix in SCORED_SPLITS
+                for kind in ("loss", *ROUGE_TYPES, *(f"lead_{r}" for r in ROUGE_TYPES)))
+
+
+@dataclasses.dataclass
+class DataSection(PairTables):
+    """Documents and their reference summaries; the prefix put before each document, the
+    language (how ROUGE counts tokens) and how many sentences the lead baseline takes."""
+
+    document_column: str = "document"
+    summary_column: str = "summary"
+    max_source_length: int = 512
+    max_target_length: int = 64
+    source_prefix: str = ""
+    language: str = "en"
+    lead: int = 3
+    score_against_input: bool = False
+
+    def columns(self) -> tuple[str, str]:
+        return self.document_column, self.summary_column
+
+    def check(self) -> None:
+        super().check()
+        at_least("data.lead", self.lead, 1)
+
+
+@dataclasses.dataclass
+class GenerationSection(TranslationGeneration):
+    """How summaries are generated: translation's settings, plus the penalties summarizers
+    use against repeating themselves."""
+
+    max_new_tokens: int = 64
+    batch_size: int = 16
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+
+    def check(self) -> None:
+        super().check()
+        if self.repetition_penalty <= 0:
+            raise ConfigError("generation.repetition_penalty must be positive (1.0: none), "
+                              f"got {self.repetition_penalty}")
+        at_least("generation.no_repeat_ngram_size", self.no_repeat_ngram_size, 0)
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection, "generation": GenerationSection}
+
+
+def train_summarization(config: dict[str, Any], *, resume: bool | str = False,
+                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train the configured summarizer and return the contents of ``result.json``.
+
+    ``resume`` continues the run in ``training.output_dir`` (True) or from a given folder.
+    """
+    from wxb.data.pairs import Seq2SeqCollator, encode_pairs
+    from wxb.metrics.summarization import rouge_tokenization
+    from wxb.tasks.summarization.model import save_settings
+    from wxb.tasks.translation.model import save_translation_model
+
+    run = Run("summarization", config, SECTIONS, log=log)
+    data, generation = run["data"], run["generation"]
+    run.expect(METRICS + tuple(f"{m}_vs_input" for m in METRICS if "rouge" in m))
+    args = run.arguments(TRAINING_DEFAULTS)
+
+    splits, skipped = data.read()
+    run.log(f"data: {', '.join(f'{n} {len(p):,}' for n, p in splits.items())} documents"
+            + (f"; {skipped:,} rows with an empty document or summary skipped"
+               if skipped else ""))
+    prefixed = {name: [(data.source_prefix + d, s) for d, s in pairs]
+                for name, pairs in splits.items()}
+    model, source_tok, target_tok = model_and_tokenizers(run["model"], prefixed["train"],
+                                                         seed=args.seed)
+    encoded = {name: encode_pairs(pairs, source_tok, target_tok,
+                                  max_source_length=data.max_source_length,
+                                  max_target_length=data.max_target_length)
+               for name, pairs in prefixed.items()}
+    truncated = {name: e.truncated for name, e in encoded.items()}
+    run.log("truncated to max_source_length / max_target_length: " + "; ".join(
+        f"{name} {c['source']} documents, {c['target']} summaries"
+        for name, c in truncated.items()))
+    run.log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters; "
+            f"vocabularies {source_tok.vocab_size:,} (source), {target_tok.vocab_size:,} "
+            "(target)")
+
+    trainer = run.trainer(model, args, train_dataset=encoded["train"],
+                          eval_dataset=encoded.get("validation"),
+                          data_collator=Seq2SeqCollator(source_tok.pad_token_id))
+    output = trainer.train(resume_from_checkpoint=resume)
+
+    model.eval()
+    metrics: dict[str, float] = {}
+    samples: dict[str, list[dict[str, str]]] = {}
+    for name, prefix in SCORED_SPLITS:
+        if name in splits:
+            metrics[f"{prefix}_loss"] = trainer.evaluate(encoded[name])["eval_loss"]
+            scores, samples[name] = _score(run, model, source_tok, target_tok, splits[name],
+                                           name)
+            metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
+    model_dir = save_translation_model(model, source_tok, target_tok, run.output_dir / "model")
+    save_settings(model_dir, prefix=data.source_prefix,
+                  max_source_length=data.max_source_length, language=data.language,
+                  generation=generation.generate_kwargs())
+    headline = next((f"{p}_rougeL" for n, p in reversed(SCORED_SPLITS) if n in splits), None)
+    return run.finish(metrics, trainer=trainer, output=output, model_dir=model_dir,
+                      metric=headline, examples={name: len(p) for name, p in splits.items()},
+                      skipped_empty_pairs=skipped, truncated=truncated,
+                      rouge_tokens=rouge_tokenization(data.language),
+                      lead_baseline=f"the first {data.lead} sentences of each document",
+                      samples=samples)
+
+
+def _score(run: Run, model: PreTrainedModel, source: Tokenizer, target: Tokenizer,
+           pairs: Pairs, name: str) -> tuple[dict[str, float], list[dict[str, str]]]:
+    """ROUGE of the summaries of ``pairs``' documents and of the lead baseline (against the
+    references, and against the documents with ``score_against_input``), and the first few
+    summaries."""
+    from wxb.metrics.summarization import lead, rouge
+    from wxb.tasks.summarization.model import summarize_texts
+
+    data, generation = run["data"], run["generation"]
+    documents, references = [d for d, _ in pairs], [s for _, s in pairs]
+    summaries = summarize_texts(model, source, target, documents, prefix=data.source_prefix,
+                                batch_size=generation.batch_size,
+                                max_source_length=data.max_source_length,
+                                **generation.generate_kwargs())
+    leads = [lead(d, data.lead) for d in documents]
+    scores = rouge(summaries, references, language=data.language)
+    scores.update({f"lead_{k}": v for k, v in
+                   rouge(leads, references, language=data.language).items()})
+    if data.score_against_input:
+        for label, texts in (("", summaries), ("lead_", leads)):
+            scores.update({f"{label}{k}_vs_input": v for k, v in
+                           rouge(texts, documents, language=data.language).items()})
+    run.log(f"{name}: ROUGE-1 {scores['rouge1']:.2f}, ROUGE-2 {scores['rouge2']:.2f}, "
+            f"ROUGE-L {scores['rougeL']:.2f} ({len(pairs):,} documents); lead-{data.lead} "
+            f"ROUGE-L {scores['lead_rougeL']:.2f}")
+    samples = [{"document": d[:SAMPLE_CHARS], "reference": s, "summary": summary,
+                "lead": first}
+               for (d, s), summary, first in zip(pairs[:SAMPLES], summaries, leads,
+                                                 strict=False)]
+    return scores, samples
