@@ -116,6 +116,8 @@ def test_summarizer_learns_to_pick_the_first_words_and_its_folder_summarizes(tmp
     # The lead-1 baseline is the whole first sentence: every reference word is in it, but it
     # is longer than the reference, so its precision (and F1) is lower than the model's.
     assert 40 < metrics["test_lead_rouge1"] < metrics["test_rouge1"]
+    assert metrics["test_rougeL_over_lead"] == pytest.approx(
+        metrics["test_rougeL"] - metrics["test_lead_rougeL"])
     # Against the input, copying wins: the lead scores higher than the short summaries.
     assert metrics["test_lead_rouge1_vs_input"] > metrics["test_rouge1_vs_input"]
     assert result["metric"] == "test_rougeL" and "test_loss" in metrics
@@ -173,6 +175,8 @@ def test_summarization_bad_input_is_one_clear_line(tmp_path, capsys):
         train_summarization(t5_two_vocabularies)
     pretrained_and_type = _config(tmp_path, T5)
     pretrained_and_type["model"]["pretrained"] = str(tmp_path)
+    with pytest.raises(ConfigError, match="zero_shot scores a pretrained model"):
+        train_summarization({**_config(tmp_path, T5), "zero_shot": True})
     with pytest.raises(ConfigError, match=r"model\.pretrained brings its own"):
         train_summarization(pretrained_and_type)
     with pytest.raises(ConfigError, match="repetition_penalty must be positive"):
@@ -182,3 +186,45 @@ def test_summarization_bad_input_is_one_clear_line(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("wxb: error:")
+
+
+def _decoder_folder(tmp_path):
+    """A small GPT-2 and a word tokenizer (no chat template) saved as a causal-LM folder."""
+    import torch
+
+    from wxb.models.gpt2 import GPT2Config, GPT2LMHeadModel
+    from wxb.tokenizers.train import tokenizer_from_settings
+
+    texts = [" ".join(WORDS), "Summarize the following text. TL;DR"]
+    tokenizer = tokenizer_from_settings({"kind": "word"}, texts, special_tokens={
+        "pad": "[PAD]", "unk": "[UNK]", "eos": "[EOS]"})
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(
+        vocab_size=tokenizer.vocab_size, n_positions=64, n_embd=64, n_layer=2, n_head=4,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    folder = model.save_pretrained(tmp_path / "gpt")
+    tokenizer.save(folder)
+    return folder
+
+
+def test_a_decoder_only_model_summarizes_from_a_prompt(tmp_path):
+    _write_documents(tmp_path / "docs.csv", n=160)
+    config = _config(tmp_path, {})
+    config["model"] = {"pretrained": str(_decoder_folder(tmp_path))}
+    config["data"].update(prompt="{document} TL;DR", max_source_length=20)
+    config["training"].update(num_train_epochs=30, output_dir=str(tmp_path / "zero"))
+    del config["expected"]
+    before = train_summarization({**config, "zero_shot": True})  # no training step
+    assert before["steps"] == 0
+    config["training"].update(output_dir=str(tmp_path / "tuned"))
+    after = train_summarization(config)
+    # Loss on the summary tokens only: the model learns to copy the first three words.
+    assert after["metrics"]["test_loss"] < before["metrics"]["test_loss"] / 2
+    assert after["metrics"]["test_rouge1"] > 70 > before["metrics"]["test_rouge1"]
+    summarizer = pipeline("summarize", after["model_dir"])
+    assert summarizer.decoder_only
+    sample = after["samples"]["test"][0]
+    assert summarizer(sample["document"]) == [{"summary_text": sample["summary"]}]
+    with pytest.raises(ConfigError, match="must hold"):
+        train_summarization({**config, "data": {**config["data"], "prompt": "Summarize:"}})

@@ -36,6 +36,7 @@ from wxb.models.outputs import (
     shift_tokens_right,
 )
 from wxb.nn import Dropout, KVCache, RMSNorm, activation, relative_position_bucket
+from wxb.nn.feedforward import ACTIVATIONS
 
 
 @dataclass
@@ -69,10 +70,12 @@ class T5Config(Config):
         if self.scale_decoder_outputs is None:
             self.scale_decoder_outputs = self.tie_word_embeddings
         parts = self.feed_forward_proj.split("-")
-        if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
-            raise ConfigError(f"feed_forward_proj must be 'ACT' or 'gated-ACT' (relu, "
-                              f"gated-gelu, ...), got {self.feed_forward_proj!r}")
-        activation(self.dense_act_fn)
+        if (len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated")
+                or parts[-1] not in ACTIVATIONS):
+            raise ConfigError(f"T5Config.feed_forward_proj {self.feed_forward_proj!r} is not "
+                              "supported; use ACT or gated-ACT with ACT one of "
+                              f"{', '.join(ACTIVATIONS)} (T5 v1.0: relu; v1.1 and Flan-T5: "
+                              "gated-gelu)")
         if self.relative_attention_num_buckets < 2:
             raise ConfigError("relative_attention_num_buckets must be at least 2, got "
                               f"{self.relative_attention_num_buckets}")

@@ -1,9 +1,10 @@
 """The summarizer's folder: an encoder-decoder with its tokenizer(s) (as translation saves
-them) and ``summarization.json``, the settings it summarizes with: the source ``prefix``
-(``"summarize: "`` for T5), ``max_source_length``, the ``language`` and the generation
-settings. A Hugging Face T5 folder has no such file; its prefix and generation settings come
-from ``config.json``'s ``task_specific_params.summarization``, as ``transformers``' pipeline
-reads them. Nothing here trains, so the pipeline loads folders with it.
+them), or a decoder-only model with its tokenizer, and ``summarization.json``, the settings it
+summarizes with: the source ``prefix`` (``"summarize: "`` for T5) or the decoder's ``prompt``,
+``max_source_length``, the ``language`` and the generation settings. A Hugging Face T5
+folder has no such file; its prefix and generation settings come from ``config.json``'s
+``task_specific_params.summarization``, as ``transformers``' pipeline reads them. Nothing
+here trains, so the pipeline loads folders with it.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ GENERATION_KEYS = ("num_beams", "max_new_tokens", "length_penalty", "repetition_
                    "no_repeat_ngram_size", "min_new_tokens", "early_stopping")
 
 
-def save_settings(folder: Path, *, prefix: str, max_source_length: int,
+def save_settings(folder: Path, *, prefix: str, prompt: str, max_source_length: int,
                   language: str | None, generation: dict[str, Any]) -> None:
+    """``prefix`` goes before an encoder-decoder's document; ``prompt`` holds a decoder-only
+    model's (``{document}``)."""
     atomic_write_json(folder / SETTINGS_FILE, {
-        "prefix": prefix, "max_source_length": max_source_length, "language": language,
-        "generation": generation})
+        "prefix": prefix, "prompt": prompt, "max_source_length": max_source_length,
+        "language": language, "generation": generation})
 
 
 def load_settings(folder: str | Path) -> dict[str, Any]:

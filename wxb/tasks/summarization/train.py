@@ -12,16 +12,19 @@ The config (a recipe with ``task: summarization`` is one)::
     model:    the translation task's model section: {type: t5 | transformer | seq2seq,
               <fields of its config>, tokenizer: {kind: bpe, ...} or a folder (T5 needs one
               vocabulary for both sides), or source_tokenizer + target_tokenizer}
-              or {pretrained: FOLDER}
+              or {pretrained: FOLDER}: an encoder-decoder (T5, Marian) fine-tuned, or a
+              causal LM (folder or GGUF file) reading each document in ``data.prompt``
     data:     {path: FILE, validation_size: 0.05, test_size: 0.1, split_seed: 0}
               or {train: FILE, validation: FILE, test: FILE}
               + document_column: document, summary_column: summary, fieldnames,
                 source_prefix: "", max_source_length: 512, max_target_length: 64,
                 language: en (zh: ROUGE over characters), lead: 3,
-                score_against_input: false (also score each summary against its document)
+                score_against_input: false (also score each summary against its document),
+                prompt: "Summarize the following text.\n\n{document}" (decoder-only models)
     generation: {num_beams: 1, max_new_tokens: 64, length_penalty: 1.0,
                  repetition_penalty: 1.0, no_repeat_ngram_size: 0, batch_size: 16}
     training: {<TrainingArguments fields>}
+    zero_shot: false   (true: score model.pretrained as it is, without training it)
     max_time_seconds: 1800
 
 Rows with an empty document or summary are skipped and counted (``skipped_empty_pairs``);
@@ -37,19 +40,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
+from wxb.config import coerce
 from wxb.errors import ConfigError
 from wxb.metrics.summarization import ROUGE_TYPES
 from wxb.tasks.data import Pairs, PairTables
 from wxb.tasks.run import Run
 from wxb.tasks.sections import at_least
+from wxb.tasks.summarization.decoder import DEFAULT_PROMPT
 from wxb.tasks.translation.model import ModelSection, model_and_tokenizers
 from wxb.tasks.translation.train import GenerationSection as TranslationGeneration
-
-if TYPE_CHECKING:
-    from wxb.models.base import PreTrainedModel
-    from wxb.tokenizers.base import Tokenizer
 
 TRAINING_DEFAULTS = {"output_dir": "runs/summarize", "num_train_epochs": 10,
                      "learning_rate": 1e-3, "per_device_train_batch_size": 16,
@@ -58,8 +60,10 @@ TRAINING_DEFAULTS = {"output_dir": "runs/summarize", "num_train_epochs": 10,
 SCORED_SPLITS = (("validation", "eval"), ("test", "test"))  # split -> its metrics' prefix
 SAMPLES = 20  # summaries kept in result.json
 SAMPLE_CHARS = 600  # of each sample's document
+# rougeL_over_lead (ROUGE-L minus the lead baseline's) is the goal "beat lead-n" as a number.
 METRICS = tuple(f"{prefix}_{kind}" for _, prefix in SCORED_SPLITS
-                for kind in ("loss", *ROUGE_TYPES, *(f"lead_{r}" for r in ROUGE_TYPES)))
+                for kind in ("loss", *ROUGE_TYPES, *(f"lead_{r}" for r in ROUGE_TYPES),
+                             "rougeL_over_lead"))
 
 
 @dataclasses.dataclass
@@ -72,6 +76,7 @@ class DataSection(PairTables):
     max_source_length: int = 512
     max_target_length: int = 64
     source_prefix: str = ""
+    prompt: str = DEFAULT_PROMPT
     language: str = "en"
     lead: int = 3
     score_against_input: bool = False
@@ -111,40 +116,35 @@ def train_summarization(config: dict[str, Any], *, resume: bool | str = False,
 
     ``resume`` continues the run in ``training.output_dir`` (True) or from a given folder.
     """
-    from wxb.data.pairs import Seq2SeqCollator, encode_pairs
     from wxb.metrics.summarization import rouge_tokenization
+    from wxb.tasks.summarization.decoder import holds_causal_lm
     from wxb.tasks.summarization.model import save_settings
-    from wxb.tasks.translation.model import save_translation_model
 
-    run = Run("summarization", config, SECTIONS, log=log)
+    run = Run("summarization", config, SECTIONS, log=log, extra_keys=("zero_shot",))
     data, generation = run["data"], run["generation"]
-    run.expect(METRICS + tuple(f"{m}_vs_input" for m in METRICS if "rouge" in m))
+    run.expect(METRICS + tuple(f"{m}_vs_input" for m in METRICS if m.endswith(ROUGE_TYPES)))
     args = run.arguments(TRAINING_DEFAULTS)
+    pretrained = run["model"].pretrained
+    zero_shot = coerce("zero_shot", run.config.get("zero_shot", False), bool)
+    if zero_shot and pretrained is None:
+        raise ConfigError("zero_shot scores a pretrained model as it is; give model.pretrained")
 
     splits, skipped = data.read()
     run.log(f"data: {', '.join(f'{n} {len(p):,}' for n, p in splits.items())} documents"
             + (f"; {skipped:,} rows with an empty document or summary skipped"
                if skipped else ""))
-    prefixed = {name: [(data.source_prefix + d, s) for d, s in pairs]
-                for name, pairs in splits.items()}
-    model, source_tok, target_tok = model_and_tokenizers(run["model"], prefixed["train"],
-                                                         seed=args.seed)
-    encoded = {name: encode_pairs(pairs, source_tok, target_tok,
-                                  max_source_length=data.max_source_length,
-                                  max_target_length=data.max_target_length)
-               for name, pairs in prefixed.items()}
-    truncated = {name: e.truncated for name, e in encoded.items()}
+    if pretrained is not None and holds_causal_lm(pretrained):
+        model, save, summarize, encoded, truncated, collator = _decoder_only(run, splits)
+    else:
+        model, save, summarize, encoded, truncated, collator = _encoder_decoder(run, splits)
     run.log("truncated to max_source_length / max_target_length: " + "; ".join(
         f"{name} {c['source']} documents, {c['target']} summaries"
         for name, c in truncated.items()))
-    run.log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters; "
-            f"vocabularies {source_tok.vocab_size:,} (source), {target_tok.vocab_size:,} "
-            "(target)")
 
     trainer = run.trainer(model, args, train_dataset=encoded["train"],
-                          eval_dataset=encoded.get("validation"),
-                          data_collator=Seq2SeqCollator(source_tok.pad_token_id))
-    output = trainer.train(resume_from_checkpoint=resume)
+                          eval_dataset=encoded.get("validation"), data_collator=collator)
+    # zero_shot: the pretrained model is scored as it is, with no training step.
+    output = None if zero_shot else trainer.train(resume_from_checkpoint=resume)
 
     model.eval()
     metrics: dict[str, float] = {}
@@ -152,11 +152,10 @@ def train_summarization(config: dict[str, Any], *, resume: bool | str = False,
     for name, prefix in SCORED_SPLITS:
         if name in splits:
             metrics[f"{prefix}_loss"] = trainer.evaluate(encoded[name])["eval_loss"]
-            scores, samples[name] = _score(run, model, source_tok, target_tok, splits[name],
-                                           name)
+            scores, samples[name] = _score(run, summarize, splits[name], name)
             metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
-    model_dir = save_translation_model(model, source_tok, target_tok, run.output_dir / "model")
-    save_settings(model_dir, prefix=data.source_prefix,
+    model_dir = save(run.output_dir / "model")
+    save_settings(model_dir, prefix=data.source_prefix, prompt=data.prompt,
                   max_source_length=data.max_source_length, language=data.language,
                   generation=generation.generate_kwargs())
     headline = next((f"{p}_rougeL" for n, p in reversed(SCORED_SPLITS) if n in splits), None)
@@ -168,24 +167,88 @@ def train_summarization(config: dict[str, Any], *, resume: bool | str = False,
                       samples=samples)
 
 
-def _score(run: Run, model: PreTrainedModel, source: Tokenizer, target: Tokenizer,
-           pairs: Pairs, name: str) -> tuple[dict[str, float], list[dict[str, str]]]:
+def _encoder_decoder(run: Run, splits: dict[str, Pairs]) -> tuple[Any, ...]:
+    """T5, the Transformer or Seq2Seq (new, or a pretrained folder) with its tokenizer(s),
+    how it saves and summarizes, the encoded splits, what was cut, its batch collator."""
+    from wxb.data.pairs import Seq2SeqCollator, encode_pairs
+    from wxb.tasks.summarization.model import summarize_texts
+    from wxb.tasks.translation.model import save_translation_model
+
+    data, generation = run["data"], run["generation"]
+    prefixed = {name: [(data.source_prefix + d, s) for d, s in pairs]
+                for name, pairs in splits.items()}
+    model, source, target = model_and_tokenizers(run["model"], prefixed["train"],
+                                                 seed=run.args.seed)
+    encoded = {name: encode_pairs(pairs, source, target,
+                                  max_source_length=data.max_source_length,
+                                  max_target_length=data.max_target_length)
+               for name, pairs in prefixed.items()}
+    run.log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters; "
+            f"vocabularies {source.vocab_size:,} (source), {target.vocab_size:,} (target)")
+
+    def summarize(documents: list[str]) -> list[str]:
+        return summarize_texts(model, source, target, documents, prefix=data.source_prefix,
+                               batch_size=generation.batch_size,
+                               max_source_length=data.max_source_length,
+                               **generation.generate_kwargs())
+
+    return (model, lambda folder: save_translation_model(model, source, target, folder),
+            summarize, encoded, {name: e.truncated for name, e in encoded.items()},
+            Seq2SeqCollator(source.pad_token_id))
+
+
+def _decoder_only(run: Run, splits: dict[str, Pairs]) -> tuple[Any, ...]:
+    """A pretrained causal LM that reads each document in ``data.prompt`` and writes the
+    summary after it (see ``decoder``); the same tuple as ``_encoder_decoder``."""
+    from wxb.data.text import PaddingCollator
+    from wxb.tasks.causal_lm.pipeline import load_causal_lm
+    from wxb.tasks.models import pad_id
+    from wxb.tasks.summarization.decoder import (
+        check_prompt,
+        encode_examples,
+        summarize_with_decoder,
+    )
+
+    data, generation = run["data"], run["generation"]
+    check_prompt(data.prompt)
+    model, tokenizer = load_causal_lm(run["model"].pretrained)
+    encoded, truncated = {}, {}
+    for name, pairs in splits.items():
+        encoded[name], truncated[name] = encode_examples(
+            pairs, tokenizer, prompt=data.prompt, max_source_length=data.max_source_length,
+            max_target_length=data.max_target_length)
+    run.log(f"model: {type(model).__name__} (decoder only), {model.num_parameters():,} "
+            f"parameters; the document goes into the prompt {data.prompt!r}")
+
+    def save(folder: Path) -> Path:
+        model_dir = model.save_pretrained(folder)
+        tokenizer.save(model_dir)
+        return model_dir
+
+    def summarize(documents: list[str]) -> list[str]:
+        return summarize_with_decoder(model, tokenizer, documents, prompt=data.prompt,
+                                      batch_size=generation.batch_size,
+                                      max_source_length=data.max_source_length,
+                                      **generation.generate_kwargs())
+
+    return model, save, summarize, encoded, truncated, PaddingCollator(pad_id(tokenizer))
+
+
+def _score(run: Run, summarize: Callable[[list[str]], list[str]], pairs: Pairs, name: str
+           ) -> tuple[dict[str, float], list[dict[str, str]]]:
     """ROUGE of the summaries of ``pairs``' documents and of the lead baseline (against the
     references, and against the documents with ``score_against_input``), and the first few
     summaries."""
     from wxb.metrics.summarization import lead, rouge
-    from wxb.tasks.summarization.model import summarize_texts
 
-    data, generation = run["data"], run["generation"]
+    data = run["data"]
     documents, references = [d for d, _ in pairs], [s for _, s in pairs]
-    summaries = summarize_texts(model, source, target, documents, prefix=data.source_prefix,
-                                batch_size=generation.batch_size,
-                                max_source_length=data.max_source_length,
-                                **generation.generate_kwargs())
+    summaries = summarize(documents)
     leads = [lead(d, data.lead) for d in documents]
     scores = rouge(summaries, references, language=data.language)
     scores.update({f"lead_{k}": v for k, v in
                    rouge(leads, references, language=data.language).items()})
+    scores["rougeL_over_lead"] = scores["rougeL"] - scores["lead_rougeL"]
     if data.score_against_input:
         for label, texts in (("", summaries), ("lead_", leads)):
             scores.update({f"{label}{k}_vs_input": v for k, v in
