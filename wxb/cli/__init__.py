@@ -12,6 +12,7 @@ import typer
 
 from wxb.cli import (
     align,
+    answer,
     convert,
     demo,
     finetune,
@@ -47,6 +48,7 @@ app.command("convert")(convert.convert)
 app.command("generate")(generate.generate)
 app.command("chat")(generate.chat)
 app.command("translate")(translate.translate)
+app.command("answer")(answer.answer)
 app.command("summarize")(summarize.summarize)
 app.command("serve")(serve.serve)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")

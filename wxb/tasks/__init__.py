@@ -61,7 +61,7 @@ TASKS: dict[str, Task] = {}
 # image / feature classifier, while ``wxb.pipeline("classify")`` was the text classifier.
 OLD_NAMES = {"train": {"classify": "image-classify"},
              "pipeline": {"classify": "text-classify", "tag": "token-classify",
-                          "translate": "translation"}}
+                          "translate": "translation", "answer": "question-answering"}}
 
 
 def register(task: Task) -> Task:
@@ -159,3 +159,7 @@ register(Task("compare-finetune", "one fine-tuning run per variant (full, LoRA, 
 register(Task("embed", "sentence embeddings from an encoder (sentence-transformers' pooling)",
               pipeline="wxb.tasks.embed.pipeline:SentenceEmbedder",
               aliases=("feature-extraction", "sentence-similarity")))
+register(Task("question-answering", "extractive QA on SQuAD-format data, scored by EM and F1",
+              train="wxb.tasks.question_answering.train:train_question_answering",
+              pipeline="wxb.tasks.question_answering.pipeline:QuestionAnswerer",
+              aliases=("qa",)))

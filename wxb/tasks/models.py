@@ -13,9 +13,13 @@ from wxb.tasks.data import require
 from wxb.tasks.sections import Section, choose
 from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 
-# A model class's head (the end of its name) -> its name in messages, and what it is for.
-HEADS = {"SequenceClassification": ("sequence-classification", "text classification"),
-         "TokenClassification": ("token-classification", "tagging")}
+# A model class's head (the end of its name) -> its name in messages, what it is for, and
+# what a model with it is called.
+HEADS = {"SequenceClassification": ("sequence-classification", "text classification",
+                                    "sequence classifier"),
+         "TokenClassification": ("token-classification", "tagging", "token classifier"),
+         "QuestionAnswering": ("question-answering", "question answering",
+                               "question-answering model")}
 
 
 def head_architecture(model_type: str, head: str = "SequenceClassification") -> str:
@@ -27,7 +31,7 @@ def head_architecture(model_type: str, head: str = "SequenceClassification") -> 
     if not found:
         having = [t for t, (_, _, names) in registry.FAMILIES.items()
                   if any(n.endswith(suffix) for n in names)]
-        what, task = HEADS[head]
+        what, task, _ = HEADS[head]
         raise ConfigError(f"model type {model_type!r} has no {what} head; {task} works with: "
                           f"{', '.join(having)}")
     return found[0]
@@ -41,10 +45,9 @@ def load_with_head(folder: Any, head: str, device: Any = None) -> tuple[Any, Any
 
     model = from_pretrained(folder)
     if not type(model).__name__.endswith(f"For{head}"):
-        what, task = HEADS[head]
-        classifier = what.replace("-classification", " classifier")
+        _, task, kind = HEADS[head]
         raise ConfigError(f"{folder} holds a {type(model).__name__}; {task} needs a "
-                          f"{classifier} (train one with wxb finetune or a recipe)")
+                          f"{kind} (train one with wxb finetune or a recipe)")
     return model.eval().to(device or "cpu"), load_tokenizer(folder)
 
 
