@@ -561,3 +561,40 @@ def test_config_errors_name_the_field(tiny_folder, tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         train_question_answering({**base, "model": {"pretrained": str(tmp_path / "none")}})
     assert get_task("qa").name == get_task("answer", use="pipeline").name == "question-answering"
+
+
+# ----------------------------------------------------------------------------- the recipes
+
+
+def test_the_recipes_run_on_stand_ins_and_name_the_run_they_need(tiny_folder, tmp_path,
+                                                                 monkeypatch, capsys):
+    """squad2-minilm through `wxb recipe run` on a stand-in for its data with the tiny model;
+    cmrc2018 (a comparison) refuses to start before the run whose model it fine-tunes."""
+    from wxb.recipes import load_recipe, run_recipe
+
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.chdir(tmp_path)
+    squad = load_recipe("squad2-minilm")
+    assert squad["task"] == "question-answering" and squad["reported"] is None
+    assert squad["expected"] == {"metric": "test_f1_over_no_answer", "at_least": 10}
+    (tmp_path / "squad2_dev_subset").mkdir()
+    squad_file(tmp_path / "squad2_dev_subset" / "squad2_dev_first5.json", sightings(10, 2))
+    with pytest.raises(SystemExit) as done:
+        main(["recipe", "run", "squad2-minilm", "--data-dir", str(tmp_path), "--model",
+              str(tiny_folder), "--max-steps", "2"])
+    assert done.value.code in (0, None)
+    result = json.loads((tmp_path / "runs" / "squad2-minilm" / "result.json").read_text())
+    assert result["recipe"] == "squad2-minilm" and result["steps"] == 2
+    assert set(result["questions"]) == {"train", "test"} and len(result["held"]["test"][
+        "articles"]) == 2
+    assert result["expected"]["metric"] == "test_f1_over_no_answer"
+    cmrc = load_recipe("cmrc2018")
+    assert cmrc["pipeline"] == "question-answering" and list(cmrc["variants"]) == ["zh_bert",
+                                                                                   "minilm"]
+    (tmp_path / "cmrc2018").mkdir()
+    squad_file(tmp_path / "cmrc2018" / "cmrc2018_dev.json", sightings(3, 0))
+    with pytest.raises(ConfigError, match=re.escape(
+            "recipe cmrc2018 (variant zh_bert) fine-tunes runs/pretraining-helps/pretrain/model, "
+            "which does not exist yet: run `wxb recipe run pretraining-helps` first, or set "
+            "variants.zh_bert.model.pretrained to another checkpoint")):
+        run_recipe("cmrc2018", tmp_path)

@@ -93,14 +93,20 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
 
 
 def _check_earlier_run(recipe: dict[str, Any], name: str) -> None:
-    """A model that another recipe makes (``runs/<recipe>/...``) must exist: say which recipe
-    to run first, or that ``--model`` picks another."""
-    model = str((recipe.get("model") or {}).get("pretrained", ""))
-    parts = Path(model).parts
-    if len(parts) > 1 and parts[0] == "runs" and not Path(model).is_dir():
-        raise ConfigError(f"recipe {name} fine-tunes {model}, which does not exist yet: run "
-                          f"`wxb recipe run {parts[1]}` first, or give another checkpoint "
-                          f"with --model")
+    """A model that another recipe makes (``runs/<recipe>/...``) must exist, for the recipe
+    and each variant of a comparison: say which recipe to run first, or that ``--model`` (or
+    the variant's ``model.pretrained``) picks another."""
+    variants = recipe.get("variants") if isinstance(recipe.get("variants"), dict) else {}
+    for variant, config in (("", recipe), *variants.items()):
+        section = config.get("model") if isinstance(config, dict) else None
+        model = str((section if isinstance(section, dict) else {}).get("pretrained", ""))
+        parts = Path(model).parts
+        if len(parts) > 1 and parts[0] == "runs" and not Path(model).is_dir():
+            which = f" (variant {variant})" if variant else ""
+            other = (f"set variants.{variant}.model.pretrained to another checkpoint" if variant
+                     else "give another checkpoint with --model")
+            raise ConfigError(f"recipe {name}{which} fine-tunes {model}, which does not exist "
+                              f"yet: run `wxb recipe run {parts[1]}` first, or {other}")
 
 
 def _resolve_data(data: dict[str, Any], data_dir: str | Path | None,
