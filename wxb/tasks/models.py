@@ -5,6 +5,7 @@ causal LM (sft, dpo, reward) and the ``finetune`` section that says what trains.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from wxb.errors import ConfigError
@@ -49,6 +50,18 @@ def load_with_head(folder: Any, head: str, device: Any = None) -> tuple[Any, Any
         raise ConfigError(f"{folder} holds a {type(model).__name__}; {task} needs a "
                           f"{kind} (train one with wxb finetune or a recipe)")
     return model.eval().to(device or "cpu"), load_tokenizer(folder)
+
+
+def load_causal_lm(folder: str | Path) -> tuple[Any, Any]:
+    """The causal LM of a folder or GGUF file and its tokenizer, in eval mode."""
+    import wxb
+    from wxb.models.decoder import CausalLMBase
+
+    model = wxb.from_pretrained(folder)
+    if not isinstance(model, CausalLMBase):
+        raise ConfigError(f"{folder} holds a {type(model).__name__}, not a causal language "
+                          "model (gpt2, llama)")
+    return model.eval(), wxb.load_tokenizer(folder)
 
 
 def load_chat_model(pretrained: str, chat_template: str | None = None, *,

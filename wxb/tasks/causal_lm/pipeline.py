@@ -15,6 +15,7 @@ import torch
 from wxb.errors import ConfigError, WxbError
 from wxb.generation import TextStreamer, generate, stream
 from wxb.models.decoder import CausalLMBase
+from wxb.tasks.models import load_causal_lm
 
 # A conversation format for tokenizers without a chat template (a model pretrained here).
 PLAIN_CHAT = (
@@ -23,17 +24,6 @@ PLAIN_CHAT = (
     "{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}"
 )
-
-
-def load_causal_lm(folder: str | Path) -> tuple[CausalLMBase, Any]:
-    """The model and tokenizer of a folder, in eval mode."""
-    import wxb
-
-    model = wxb.from_pretrained(folder)
-    if not isinstance(model, CausalLMBase):
-        raise ConfigError(f"{folder} holds a {type(model).__name__}, not a causal language "
-                          "model (gpt2, llama)")
-    return model.eval(), wxb.load_tokenizer(folder)
 
 
 def _prompt_ids(tokenizer: Any, prompt: str, add_special_tokens: bool = True) -> torch.Tensor:

@@ -61,8 +61,8 @@ def summarize_texts(model: PreTrainedModel, source: Tokenizer, target: Tokenizer
                     max_source_length: int | None = None, **generate_kwargs: Any
                     ) -> list[str]:
     """The summary of each document (``prefix`` put before it), in the order given."""
-    from wxb.tasks.translation.decode import translate_texts
+    from wxb.tasks.encoder_decoder import decode_texts
 
-    return translate_texts(model, source, target, [prefix + d for d in documents],
+    return decode_texts(model, source, target, [prefix + d for d in documents],
                            batch_size=batch_size, max_source_length=max_source_length,
                            **generate_kwargs)

@@ -8,14 +8,14 @@ from typing import Any
 
 import torch
 
-from wxb.tasks.causal_lm.pipeline import load_causal_lm
+from wxb.tasks.encoder_decoder import load_encoder_decoder
+from wxb.tasks.models import load_causal_lm
 from wxb.tasks.summarization.decoder import (
     DEFAULT_PROMPT,
     holds_causal_lm,
     summarize_with_decoder,
 )
 from wxb.tasks.summarization.model import load_settings, summarize_texts
-from wxb.tasks.translation.model import load_translation_model
 
 DECODER_SOURCE_LENGTH = 512  # document tokens a decoder reads when its folder does not say
 
@@ -42,7 +42,7 @@ class Summarizer:
         if self.decoder_only:
             model, self.tokenizer = load_causal_lm(folder)
         else:
-            model, self.source_tokenizer, self.target_tokenizer = load_translation_model(folder)
+            model, self.source_tokenizer, self.target_tokenizer = load_encoder_decoder(folder)
         self.model = model.to(device or "cpu")
 
     def __call__(self, documents: str | list[str], **generate_kwargs: Any

@@ -47,11 +47,11 @@ from wxb.config import coerce
 from wxb.errors import ConfigError
 from wxb.metrics.summarization import ROUGE_TYPES
 from wxb.tasks.data import Pairs, PairTables
+from wxb.tasks.encoder_decoder import GenerationSection as DecodingSection
+from wxb.tasks.encoder_decoder import ModelSection, model_and_tokenizers
 from wxb.tasks.run import Run
 from wxb.tasks.sections import at_least
 from wxb.tasks.summarization.decoder import DEFAULT_PROMPT
-from wxb.tasks.translation.model import ModelSection, model_and_tokenizers
-from wxb.tasks.translation.train import GenerationSection as TranslationGeneration
 
 TRAINING_DEFAULTS = {"output_dir": "runs/summarize", "num_train_epochs": 10,
                      "learning_rate": 1e-3, "per_device_train_batch_size": 16,
@@ -90,7 +90,7 @@ class DataSection(PairTables):
 
 
 @dataclasses.dataclass
-class GenerationSection(TranslationGeneration):
+class GenerationSection(DecodingSection):
     """How summaries are generated: translation's settings, plus the penalties summarizers
     use against repeating themselves."""
 
@@ -171,8 +171,8 @@ def _encoder_decoder(run: Run, splits: dict[str, Pairs]) -> tuple[Any, ...]:
     """T5, the Transformer or Seq2Seq (new, or a pretrained folder) with its tokenizer(s),
     how it saves and summarizes, the encoded splits, what was cut, its batch collator."""
     from wxb.data.pairs import Seq2SeqCollator, encode_pairs
+    from wxb.tasks.encoder_decoder import save_encoder_decoder
     from wxb.tasks.summarization.model import summarize_texts
-    from wxb.tasks.translation.model import save_translation_model
 
     data, generation = run["data"], run["generation"]
     prefixed = {name: [(data.source_prefix + d, s) for d, s in pairs]
@@ -192,7 +192,7 @@ def _encoder_decoder(run: Run, splits: dict[str, Pairs]) -> tuple[Any, ...]:
                                max_source_length=data.max_source_length,
                                **generation.generate_kwargs())
 
-    return (model, lambda folder: save_translation_model(model, source, target, folder),
+    return (model, lambda folder: save_encoder_decoder(model, source, target, folder),
             summarize, encoded, {name: e.truncated for name, e in encoded.items()},
             Seq2SeqCollator(source.pad_token_id))
 
@@ -201,8 +201,7 @@ def _decoder_only(run: Run, splits: dict[str, Pairs]) -> tuple[Any, ...]:
     """A pretrained causal LM that reads each document in ``data.prompt`` and writes the
     summary after it (see ``decoder``); the same tuple as ``_encoder_decoder``."""
     from wxb.data.text import PaddingCollator
-    from wxb.tasks.causal_lm.pipeline import load_causal_lm
-    from wxb.tasks.models import pad_id
+    from wxb.tasks.models import load_causal_lm, pad_id
     from wxb.tasks.summarization.decoder import (
         check_prompt,
         encode_examples,

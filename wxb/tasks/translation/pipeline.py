@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from wxb.tasks.translation.decode import translate_texts
-from wxb.tasks.translation.model import load_translation_model, plot_translation_attention
+from wxb.tasks.encoder_decoder import decode_texts, load_encoder_decoder
+from wxb.tasks.translation.attention import plot_translation_attention
 
 
 class Translator:
@@ -23,13 +23,13 @@ class Translator:
 
     def __init__(self, folder: str | Path, device: str | torch.device | None = None,
                  **generate_kwargs: Any) -> None:
-        model, self.source_tokenizer, self.target_tokenizer = load_translation_model(folder)
+        model, self.source_tokenizer, self.target_tokenizer = load_encoder_decoder(folder)
         self.model = model.to(device or "cpu")
         self.defaults = {"max_new_tokens": 64, **generate_kwargs}
 
     def __call__(self, texts: str | list[str], **generate_kwargs: Any) -> list[dict[str, str]]:
         texts = [texts] if isinstance(texts, str) else list(texts)
-        outputs = translate_texts(self.model, self.source_tokenizer, self.target_tokenizer,
+        outputs = decode_texts(self.model, self.source_tokenizer, self.target_tokenizer,
                                   texts, **{**self.defaults, **generate_kwargs})
         return [{"translation_text": text} for text in outputs]
 

@@ -23,7 +23,7 @@ The config (a recipe with ``task: translation`` is one)::
     training: {<TrainingArguments fields>}
     max_time_seconds: 1500
 
-The saved folder (``wxb.tasks.translation.model``) holds the model and its tokenizers;
+The saved folder (``wxb.tasks.encoder_decoder``) holds the model and its tokenizers;
 ``wxb translate --model DIR "text"`` and ``wxb.pipeline("translation", DIR)`` use it. The
 model evaluated is the last one, as in text classification.
 """
@@ -38,14 +38,15 @@ from typing import TYPE_CHECKING, Any
 
 from wxb.errors import ConfigError
 from wxb.tasks.data import Pairs, PairTables
-from wxb.tasks.run import Run
-from wxb.tasks.sections import Section, at_least, choose
-from wxb.tasks.translation.model import (
+from wxb.tasks.encoder_decoder import (
+    GenerationSection,
     ModelSection,
     model_and_tokenizers,
-    plot_translation_attention,
-    save_translation_model,
+    save_encoder_decoder,
 )
+from wxb.tasks.run import Run
+from wxb.tasks.sections import Section, choose
+from wxb.tasks.translation.attention import plot_translation_attention
 
 if TYPE_CHECKING:
     from wxb.models.base import PreTrainedModel
@@ -95,24 +96,6 @@ class TeacherForcingSection(Section):
     def active(self) -> bool:
         """Whether the decoder ever reads its own guesses (anything but always the truth)."""
         return self.schedule != "constant" or self.start != 1.0
-
-
-@dataclasses.dataclass
-class GenerationSection(Section):
-    """How the validation and test sources are translated: ``generate``'s settings, and how
-    many sources are decoded at once."""
-
-    num_beams: int = 1
-    max_new_tokens: int = 64
-    length_penalty: float = 1.0
-    batch_size: int = 64
-
-    def check(self) -> None:
-        for key in ("num_beams", "max_new_tokens", "batch_size"):
-            at_least(f"generation.{key}", getattr(self, key), 1)
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k != "batch_size"}
 
 
 SECTIONS = {"model": ModelSection, "data": DataSection, "teacher_forcing": TeacherForcingSection,
@@ -176,7 +159,7 @@ def train_translation(config: dict[str, Any], *, resume: bool | str = False,
             scores, samples[name] = _score(run, model, source_tok, target_tok, splits[name],
                                            name)
             metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
-    model_dir = save_translation_model(model, source_tok, target_tok, run.output_dir / "model")
+    model_dir = save_encoder_decoder(model, source_tok, target_tok, run.output_dir / "model")
     heatmaps = []
     if "test" in splits and getattr(model, "attention", True) is not None:
         heatmaps = [str(p) for p in _heatmaps(model, source_tok, target_tok, splits["test"],
@@ -197,7 +180,7 @@ def _score(run: Run, model: PreTrainedModel, source: Tokenizer, target: Tokenize
            pairs: Pairs, name: str) -> tuple[dict[str, float], list[dict[str, str]]]:
     """BLEU and chrF of the translations of ``pairs``' sources, and the first few of them."""
     from wxb.metrics.translation import corpus_bleu
-    from wxb.tasks.translation.decode import translate_texts
+    from wxb.tasks.encoder_decoder import decode_texts
 
     data, generation = run["data"], run["generation"]
     # Each distinct source is translated once; a source with several translations in the
@@ -206,7 +189,7 @@ def _score(run: Run, model: PreTrainedModel, source: Tokenizer, target: Tokenize
     for text, reference in pairs:
         references.setdefault(text, []).append(reference)
     sources = list(references)
-    translations = dict(zip(sources, translate_texts(
+    translations = dict(zip(sources, decode_texts(
         model, source, target, sources, batch_size=generation.batch_size,
         max_source_length=data.max_source_length, **generation.generate_kwargs()),
         strict=True))

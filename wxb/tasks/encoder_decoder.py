@@ -1,25 +1,25 @@
-"""The translation model and its folder: the ``model`` section of a translation config, the
-tokenizers and the model it builds, the folder they are saved in and loaded from, and the
-attention heatmap of one translation.
+"""What the encoder-decoder tasks share (translation, summarization): the ``model`` section,
+the tokenizers and the model it builds, the folder they are saved in and loaded from, the
+``generation`` section and batched decoding of texts.
 
 A folder holds the model (config.json + model.safetensors) and its tokenizers: one, shared by
-both languages, in the folder itself; or two, in ``source_tokenizer/`` and
-``target_tokenizer/``. Nothing here trains, so the pipeline loads folders with it.
+both sides, in the folder itself; or two, in ``source_tokenizer/`` and ``target_tokenizer/``.
+Nothing here trains, so the pipelines load folders with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from wxb.config import check_known_keys
-from wxb.errors import ConfigError, DataError
+from wxb.errors import ConfigError
 from wxb.models import registry
-from wxb.tasks.sections import Section
-from wxb.tasks.translation.decode import cross_attention
+from wxb.tasks.sections import Section, at_least
 
 if TYPE_CHECKING:
     from wxb.models.base import PreTrainedModel
@@ -116,7 +116,7 @@ def _tokenizer(spec: str | dict, texts: list[str], field: str) -> Tokenizer:
     return tokenizer
 
 
-def build_translation_model(section: ModelSection, source: Tokenizer, target: Tokenizer,
+def build_encoder_decoder(section: ModelSection, source: Tokenizer, target: Tokenizer,
                             *, seed: int) -> PreTrainedModel:
     """The configured model, sized to the tokenizers; it starts decoding from the pad token
     (Marian's and T5's convention) and stops at the target's eos."""
@@ -141,13 +141,13 @@ def model_and_tokenizers(section: ModelSection, pairs: list[tuple[str, str]], *,
     """The model to train and its source and target tokenizers: the ``pretrained`` folder's,
     or a new model sized to tokenizers built from (or trained on) the training pairs."""
     if section.pretrained is not None:
-        model, source, target = load_translation_model(section.pretrained)
+        model, source, target = load_encoder_decoder(section.pretrained)
         return model.train(), source, target
     source, target = build_tokenizers(section, pairs)
-    return build_translation_model(section, source, target, seed=seed), source, target
+    return build_encoder_decoder(section, source, target, seed=seed), source, target
 
 
-def save_translation_model(model: PreTrainedModel, source: Tokenizer, target: Tokenizer,
+def save_encoder_decoder(model: PreTrainedModel, source: Tokenizer, target: Tokenizer,
                            folder: Path) -> Path:
     """The model and its tokenizers in one folder (one tokenizer, or one folder per side)."""
     model_dir = model.save_pretrained(folder)
@@ -159,16 +159,16 @@ def save_translation_model(model: PreTrainedModel, source: Tokenizer, target: To
     return model_dir
 
 
-def load_translation_model(folder: str | Path) -> tuple[PreTrainedModel, Tokenizer, Tokenizer]:
-    """What ``save_translation_model`` wrote: the model (in eval mode) and its tokenizers."""
+def load_encoder_decoder(folder: str | Path) -> tuple[PreTrainedModel, Tokenizer, Tokenizer]:
+    """What ``save_encoder_decoder`` wrote: the model (in eval mode) and its tokenizers."""
     from wxb.hub import from_pretrained, resolve
     from wxb.tokenizers.load import load_tokenizer
 
     folder = resolve(folder)
     model = from_pretrained(folder)
     if not getattr(model.config, "is_encoder_decoder", False):
-        raise ConfigError(f"{folder} holds a {model.config.model_type} model; translation "
-                          "needs an encoder-decoder (seq2seq or transformer)")
+        raise ConfigError(f"{folder} holds a {model.config.model_type} model; this task needs "
+                          "an encoder-decoder (seq2seq, transformer, marian, t5)")
     if (folder / SOURCE_TOKENIZER_DIR).is_dir():
         source = load_tokenizer(folder / SOURCE_TOKENIZER_DIR)
         target = load_tokenizer(folder / TARGET_TOKENIZER_DIR)
@@ -177,32 +177,46 @@ def load_translation_model(folder: str | Path) -> tuple[PreTrainedModel, Tokeniz
     return model.eval(), source, target
 
 
-def plot_translation_attention(model: PreTrainedModel, source: Tokenizer, target: Tokenizer,
-                               text: str, path: str | Path, gen: dict[str, Any], *,
-                               title: str = "Attention") -> tuple[str, Path]:
-    """Translate ``text`` (``gen``: ``generate``'s keyword arguments) and draw which source
-    tokens each output token attended to; returns the translation and the PNG's path."""
-    from wxb.generation import generate
-    from wxb.viz import plot_attention
+@dataclasses.dataclass
+class GenerationSection(Section):
+    """How the validation and test sources are decoded: ``generate``'s settings, and how
+    many sources are decoded at once."""
 
-    if getattr(model, "attention", True) is None:
-        raise ConfigError("this model has no attention (attention: none): nothing to draw")
-    source_ids = source.encode(text)
-    if not source_ids:
-        raise DataError("the text to translate is empty")
+    num_beams: int = 1
+    max_new_tokens: int = 64
+    length_penalty: float = 1.0
+    batch_size: int = 64
+
+    def check(self) -> None:
+        for key in ("num_beams", "max_new_tokens", "batch_size"):
+            at_least(f"generation.{key}", getattr(self, key), 1)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k != "batch_size"}
+
+
+@torch.no_grad()
+def decode_texts(model: Any, source_tokenizer: Any, target_tokenizer: Any,
+                    texts: Sequence[str], *, batch_size: int = 64,
+                    max_source_length: int | None = None, **generate_kwargs: Any) -> list[str]:
+    """Translate ``texts`` in batches (sorted by length, so little padding is decoded) and
+    return them in the order given; ``generate_kwargs`` are ``generate``'s (``num_beams``,
+    ``max_new_tokens``, ...)."""
+    from wxb.generation.generate import generate
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out: list[str] = [""] * len(texts)
     device = next(model.parameters()).device
-    with torch.no_grad():
-        output = generate(model, torch.tensor([source_ids], device=device), **gen)[0].tolist()
-    if target.eos_token_id in output[1:]:  # what follows the eos is padding
-        output = output[:output.index(target.eos_token_id, 1) + 1]
-    weights = cross_attention(model, source_ids, output)
-    translation = target.decode(output[1:], skip_special_tokens=True).strip()
-    plot_attention(weights, token_labels(source, source_ids), token_labels(target, output[1:]),
-                   path, title=title)
-    return translation, Path(path)
-
-
-def token_labels(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
-    """Each token as text, for a plot's axis (a byte-level BPE token's own text, not its
-    byte symbols)."""
-    return [tokenizer.decode([i]).strip() or tokenizer.convert_ids_to_tokens(i) for i in ids]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = source_tokenizer([texts[i] for i in chunk], padding=True,
+                                 truncation=max_source_length is not None,
+                                 max_length=max_source_length, return_tensors="pt")
+        sequences = generate(model, batch["input_ids"].to(device),
+                             attention_mask=batch["attention_mask"].to(device),
+                             **generate_kwargs)
+        # The first column is the decoder's start token.
+        for i, text in zip(chunk, target_tokenizer.batch_decode(
+                sequences[:, 1:].tolist(), skip_special_tokens=True), strict=True):
+            out[i] = text.strip()
+    return out
