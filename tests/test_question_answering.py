@@ -167,6 +167,21 @@ def test_squad_v1_equals_torchmetrics():
     assert ours == pytest.approx({k: float(v) for k, v in theirs.items()}, abs=1e-4)
 
 
+def test_squad_v2_equals_the_official_script_as_transformers_4_shipped_it():
+    """transformers 4 carried the official v2.0 functions (transformers 5 dropped them)."""
+    official = pytest.importorskip("transformers.data.metrics.squad_metrics")
+    from transformers.data.processors.squad import SquadExample
+
+    examples = [SquadExample(qid, "?", "context", None, None, "title", is_impossible=not gold,
+                             answers=[{"text": g, "answer_start": 0} for g in gold])
+                for qid, gold in REFERENCES.items()]
+    for thresh in (1.0, 0.25):
+        theirs = official.squad_evaluate(examples, PREDICTIONS, CHANCES, thresh)
+        ours = squad_v2(PREDICTIONS, REFERENCES, no_answer_probabilities=CHANCES,
+                        na_prob_thresh=thresh)
+        assert dict(theirs) == pytest.approx(ours)
+
+
 # ----------------------------------------------------------------------------- SQuAD files
 
 
