@@ -10,7 +10,7 @@ Nothing here trains, so the pipelines load folders with it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ TOKENIZER_KINDS = ("char", "word", "bpe", "unigram")
 # Special tokens by kind; unigram (T5's SentencePiece model) keeps T5's <pad>=0, </s>=1, <unk>=2.
 KIND_SPECIALS = {"bpe": BPE_SPECIALS, "unigram": None}
 SOURCE_TOKENIZER_DIR, TARGET_TOKENIZER_DIR = "source_tokenizer", "target_tokenizer"
+SCORED_SPLITS = (("validation", "eval"), ("test", "test"))  # split -> its metrics' prefix
 
 
 @dataclasses.dataclass
@@ -220,3 +221,25 @@ def decode_texts(model: Any, source_tokenizer: Any, target_tokenizer: Any,
                 sequences[:, 1:].tolist(), skip_special_tokens=True), strict=True):
             out[i] = text.strip()
     return out
+
+
+def score_splits(trainer: Any, encoded: dict[str, Any], splits: dict[str, Any],
+                 score: Callable[[Any, str], tuple[dict[str, float], list[dict[str, str]]]]
+                 ) -> tuple[dict[str, float], dict[str, list[dict[str, str]]]]:
+    """The validation and test splits that exist, scored after training: each one's loss,
+    and what ``score(pairs, name)`` measures on its decoded texts (metrics, samples), the
+    metrics named ``eval_*`` and ``test_*``."""
+    trainer.model.eval()
+    metrics: dict[str, float] = {}
+    samples: dict[str, list[dict[str, str]]] = {}
+    for name, prefix in SCORED_SPLITS:
+        if name in splits:
+            metrics[f"{prefix}_loss"] = trainer.evaluate(encoded[name])["eval_loss"]
+            scores, samples[name] = score(splits[name], name)
+            metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
+    return metrics, samples
+
+
+def headline(metric: str, splits: dict[str, Any]) -> str | None:
+    """``metric`` of the last split scored (test, if given), e.g. ``test_bleu``."""
+    return next((f"{p}_{metric}" for n, p in reversed(SCORED_SPLITS) if n in splits), None)

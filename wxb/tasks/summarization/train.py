@@ -47,8 +47,14 @@ from wxb.config import coerce
 from wxb.errors import ConfigError
 from wxb.metrics.summarization import ROUGE_TYPES
 from wxb.tasks.data import Pairs, PairTables
+from wxb.tasks.encoder_decoder import (
+    SCORED_SPLITS,
+    ModelSection,
+    headline,
+    model_and_tokenizers,
+    score_splits,
+)
 from wxb.tasks.encoder_decoder import GenerationSection as DecodingSection
-from wxb.tasks.encoder_decoder import ModelSection, model_and_tokenizers
 from wxb.tasks.run import Run
 from wxb.tasks.sections import at_least
 from wxb.tasks.summarization.decoder import DEFAULT_PROMPT
@@ -57,7 +63,6 @@ TRAINING_DEFAULTS = {"output_dir": "runs/summarize", "num_train_epochs": 10,
                      "learning_rate": 1e-3, "per_device_train_batch_size": 16,
                      "per_device_eval_batch_size": 32, "eval_strategy": "epoch",
                      "metric_for_best_model": "loss", "max_grad_norm": 1.0}
-SCORED_SPLITS = (("validation", "eval"), ("test", "test"))  # split -> its metrics' prefix
 SAMPLES = 20  # summaries kept in result.json
 SAMPLE_CHARS = 600  # of each sample's document
 # rougeL_over_lead (ROUGE-L minus the lead baseline's) is the goal "beat lead-n" as a number.
@@ -146,21 +151,15 @@ def train_summarization(config: dict[str, Any], *, resume: bool | str = False,
     # zero_shot: the pretrained model is scored as it is, with no training step.
     output = None if zero_shot else trainer.train(resume_from_checkpoint=resume)
 
-    model.eval()
-    metrics: dict[str, float] = {}
-    samples: dict[str, list[dict[str, str]]] = {}
-    for name, prefix in SCORED_SPLITS:
-        if name in splits:
-            metrics[f"{prefix}_loss"] = trainer.evaluate(encoded[name])["eval_loss"]
-            scores, samples[name] = _score(run, summarize, splits[name], name)
-            metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
+    metrics, samples = score_splits(trainer, encoded, splits,
+                                    lambda pairs, name: _score(run, summarize, pairs, name))
     model_dir = save(run.output_dir / "model")
     save_settings(model_dir, prefix=data.source_prefix, prompt=data.prompt,
                   max_source_length=data.max_source_length, language=data.language,
                   generation=generation.generate_kwargs())
-    headline = next((f"{p}_rougeL" for n, p in reversed(SCORED_SPLITS) if n in splits), None)
     return run.finish(metrics, trainer=trainer, output=output, model_dir=model_dir,
-                      metric=headline, examples={name: len(p) for name, p in splits.items()},
+                      metric=headline("rougeL", splits),
+                      examples={name: len(p) for name, p in splits.items()},
                       skipped_empty_pairs=skipped, truncated=truncated,
                       rouge_tokens=rouge_tokenization(data.language),
                       lead_baseline=f"the first {data.lead} sentences of each document",

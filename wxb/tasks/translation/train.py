@@ -39,10 +39,13 @@ from typing import TYPE_CHECKING, Any
 from wxb.errors import ConfigError
 from wxb.tasks.data import Pairs, PairTables
 from wxb.tasks.encoder_decoder import (
+    SCORED_SPLITS,
     GenerationSection,
     ModelSection,
+    headline,
     model_and_tokenizers,
     save_encoder_decoder,
+    score_splits,
 )
 from wxb.tasks.run import Run
 from wxb.tasks.sections import Section, choose
@@ -57,7 +60,6 @@ TRAINING_DEFAULTS = {"output_dir": "runs/translate", "num_train_epochs": 10,
                      "learning_rate": 1e-3, "per_device_train_batch_size": 64,
                      "per_device_eval_batch_size": 128, "eval_strategy": "epoch",
                      "metric_for_best_model": "loss", "max_grad_norm": 1.0}
-SCORED_SPLITS = (("validation", "eval"), ("test", "test"))  # split -> its metrics' prefix
 HEATMAPS = 3  # attention heatmaps drawn, of the first test sentences
 SAMPLES = 20  # translations kept in result.json
 METRICS = tuple(f"{prefix}_{m}" for _, prefix in SCORED_SPLITS
@@ -150,15 +152,8 @@ def train_translation(config: dict[str, Any], *, resume: bool | str = False,
                           callbacks=callbacks)
     output = trainer.train(resume_from_checkpoint=resume)
 
-    model.eval()
-    metrics: dict[str, float] = {}
-    samples: dict[str, list[dict[str, str]]] = {}
-    for name, prefix in SCORED_SPLITS:
-        if name in splits:
-            metrics[f"{prefix}_loss"] = trainer.evaluate(encoded[name])["eval_loss"]
-            scores, samples[name] = _score(run, model, source_tok, target_tok, splits[name],
-                                           name)
-            metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
+    metrics, samples = score_splits(trainer, encoded, splits, lambda pairs, name: _score(
+        run, model, source_tok, target_tok, pairs, name))
     model_dir = save_encoder_decoder(model, source_tok, target_tok, run.output_dir / "model")
     heatmaps = []
     if "test" in splits and getattr(model, "attention", True) is not None:
@@ -166,9 +161,8 @@ def train_translation(config: dict[str, Any], *, resume: bool | str = False,
                                                run["generation"].generate_kwargs(),
                                                run.output_dir, run.config.get("name"))]
     # Without a goal, the headline is the BLEU of the last split scored (test, if given).
-    headline = next((f"{p}_bleu" for n, p in reversed(SCORED_SPLITS) if n in splits), None)
     return run.finish(metrics, trainer=trainer, output=output, model_dir=model_dir,
-                      metric=headline,
+                      metric=headline("bleu", splits),
                       plots={Path(p).stem: p for p in heatmaps},
                       examples={name: len(p) for name, p in splits.items()},
                       skipped_empty_pairs=skipped, truncated=truncated,
