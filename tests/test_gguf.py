@@ -152,6 +152,16 @@ def varied_strings(count: int = 200) -> list[str]:
     return fixed + mixed
 
 
+def test_the_packaged_hub_id_names_the_file_the_package_ships(tok):
+    from wxb.tokenizers.gguf import find_gguf
+
+    name = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+    assert find_gguf(name) == SMOL
+    by_id = wxb.load_tokenizer(name)
+    assert by_id.encode("Summarize: a cat sat.") == tok.encode("Summarize: a cat sat.")
+    assert by_id.chat_template == tok.chat_template
+
+
 def test_tokenizer_equals_transformers(tok, ref_tok):
     assert json.loads(tok.backend.to_str()) == json.loads(ref_tok.backend_tokenizer.to_str())
     strings = varied_strings()

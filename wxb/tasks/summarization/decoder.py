@@ -25,16 +25,17 @@ IGNORE_INDEX = -100
 
 
 def holds_causal_lm(pretrained: str | Path) -> bool:
-    """Whether ``pretrained`` is a GGUF file or a folder whose config.json names a causal LM
-    (so a summarizer uses it with a prompt, not as an encoder-decoder)."""
+    """Whether ``pretrained`` is a GGUF checkpoint (a file, a folder of one, a packaged hub id)
+    or a folder whose config.json names a causal LM (so a summarizer uses it with a prompt,
+    not as an encoder-decoder)."""
     from wxb.models import registry
     from wxb.models.checkpoint import read_config_json
     from wxb.models.decoder import CausalLMBase
+    from wxb.tokenizers.gguf import find_gguf
 
-    path = Path(pretrained)
-    if path.suffix.lower() == ".gguf":
+    if find_gguf(pretrained) is not None:
         return True
-    config = path / "config.json"
+    config = Path(pretrained) / "config.json"
     if not config.is_file():
         return False
     values = read_config_json(config)
