@@ -264,6 +264,7 @@ def test_every_bundled_recipe_is_a_valid_config_of_its_task(name):
     for task, config in configs_of(load_recipe(name)):
         module = importlib.import_module(task.train.partition(":")[0])
         sections = module.SECTIONS.get(task.name, module.SECTIONS)
-        run = Run(task.name, config, sections, extra_keys=("sample_metrics",))
+        run = Run(task.name, config, sections,
+                  extra_keys=("sample_metrics", *getattr(module, "EXTRA_KEYS", ())))
         assert set(run.sections) == set(sections)
         assert run.arguments().output_dir

@@ -113,6 +113,7 @@ class GenerationSection(DecodingSection):
 
 
 SECTIONS = {"model": ModelSection, "data": DataSection, "generation": GenerationSection}
+EXTRA_KEYS = ("zero_shot",)  # top-level keys besides the sections
 
 
 def train_summarization(config: dict[str, Any], *, resume: bool | str = False,
@@ -125,7 +126,7 @@ def train_summarization(config: dict[str, Any], *, resume: bool | str = False,
     from wxb.tasks.summarization.decoder import holds_causal_lm
     from wxb.tasks.summarization.model import save_settings
 
-    run = Run("summarization", config, SECTIONS, log=log, extra_keys=("zero_shot",))
+    run = Run("summarization", config, SECTIONS, log=log, extra_keys=EXTRA_KEYS)
     data, generation = run["data"], run["generation"]
     run.expect(METRICS + tuple(f"{m}_vs_input" for m in METRICS if m.endswith(ROUGE_TYPES)))
     args = run.arguments(TRAINING_DEFAULTS)
