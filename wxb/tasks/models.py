@@ -73,9 +73,11 @@ def load_chat_model(pretrained: str, chat_template: str | None = None, *,
     from wxb.align.sft import end_of_turn_id
     from wxb.hub import from_pretrained, resolve
     from wxb.models.decoder import CausalLMBase
+    from wxb.tokenizers.gguf import find_gguf
     from wxb.tokenizers.load import load_tokenizer
 
-    folder = resolve(pretrained)
+    # A GGUF checkpoint (file, folder or packaged id) is read as it is; any other is resolved.
+    folder = pretrained if find_gguf(pretrained) is not None else resolve(pretrained)
     model = from_pretrained(folder)
     if not isinstance(model, CausalLMBase):
         raise ConfigError(f"{folder} holds a {type(model).__name__}, not a causal language "

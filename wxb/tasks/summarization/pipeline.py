@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from wxb.tasks.encoder_decoder import load_encoder_decoder
-from wxb.tasks.models import load_causal_lm
+from wxb.tasks.models import load_chat_model
 from wxb.tasks.summarization.decoder import (
     DEFAULT_PROMPT,
     holds_causal_lm,
@@ -40,7 +40,8 @@ class Summarizer:
                          **generate_kwargs}
         self.decoder_only = holds_causal_lm(folder)
         if self.decoder_only:
-            model, self.tokenizer = load_causal_lm(folder)
+            model, self.tokenizer = load_chat_model(str(folder), require_template=False)
+            model.eval()
         else:
             model, self.source_tokenizer, self.target_tokenizer = load_encoder_decoder(folder)
         self.model = model.to(device or "cpu")

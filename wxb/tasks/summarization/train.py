@@ -201,7 +201,7 @@ def _decoder_only(run: Run, splits: dict[str, Pairs]) -> tuple[Any, ...]:
     """A pretrained causal LM that reads each document in ``data.prompt`` and writes the
     summary after it (see ``decoder``); the same tuple as ``_encoder_decoder``."""
     from wxb.data.text import PaddingCollator
-    from wxb.tasks.models import load_causal_lm, pad_id
+    from wxb.tasks.models import load_chat_model, pad_id
     from wxb.tasks.summarization.decoder import (
         check_prompt,
         encode_examples,
@@ -210,7 +210,8 @@ def _decoder_only(run: Run, splits: dict[str, Pairs]) -> tuple[Any, ...]:
 
     data, generation = run["data"], run["generation"]
     check_prompt(data.prompt)
-    model, tokenizer = load_causal_lm(run["model"].pretrained)
+    # A chat model's end of turn becomes an eos, so its summary ends with its turn.
+    model, tokenizer = load_chat_model(run["model"].pretrained, require_template=False)
     encoded, truncated = {}, {}
     for name, pairs in splits.items():
         encoded[name], truncated[name] = encode_examples(
