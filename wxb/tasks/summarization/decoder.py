@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
+from wxb.align.sft import IGNORE_INDEX
 from wxb.errors import ConfigError
 
 DEFAULT_PROMPT = "Summarize the following text.\n\n{document}"
-IGNORE_INDEX = -100
 
 
 def holds_causal_lm(pretrained: str | Path) -> bool:
