@@ -15,6 +15,7 @@ from wxb.errors import ConfigError, DataError
 from wxb.tokenizers.bpe import BPETokenizer
 from wxb.tokenizers.char import CharTokenizer
 from wxb.tokenizers.hf import HFTokenizer
+from wxb.tokenizers.sentencepiece import T5Tokenizer
 from wxb.tokenizers.train import train_tokenizer
 from wxb.tokenizers.word import WordTokenizer
 from wxb.tokenizers.wordpiece import WordPieceTokenizer
@@ -36,6 +37,7 @@ def corpus(tmp_path) -> Path:
     ("bpe", {}, BPETokenizer),
     ("bpe", {"fast": True}, HFTokenizer),
     ("wordpiece", {}, WordPieceTokenizer),
+    ("unigram", {"extra_ids": 5}, T5Tokenizer),
     ("char", {}, CharTokenizer),
     ("word", {"segmenter": "jieba"}, WordTokenizer),
 ])
@@ -47,6 +49,10 @@ def test_train_save_and_load_any_kind(corpus, tmp_path, kind, options, cls):
     assert type(again) is cls
     lines = TEXT.splitlines()[:3]
     assert again(lines)["input_ids"] == tok(lines)["input_ids"]
+    if kind == "unigram":  # at most 300 pieces, then <extra_id_4> ... <extra_id_0>
+        assert again.vocab_size <= 305
+        assert again.convert_tokens_to_ids("<extra_id_0>") == again.vocab_size - 1
+        assert again.convert_tokens_to_ids("<extra_id_4>") == again.vocab_size - 5
     if kind in ("bpe", "char"):
         assert again.decode(again.encode(lines[1], add_special_tokens=False)) == lines[1]
 
@@ -76,8 +82,10 @@ def test_load_tokenizer_errors(tmp_path):
 
 
 def test_training_errors(corpus, tmp_path):
-    with pytest.raises(ConfigError, match="unknown tokenizer kind 'unigram'"):
-        train_tokenizer("unigram", [corpus], vocab_size=100)
+    with pytest.raises(ConfigError, match="unknown tokenizer kind 'sentencepiece'"):
+        train_tokenizer("sentencepiece", [corpus], vocab_size=100)
+    with pytest.raises(ConfigError, match="vocab_size must be > 3"):
+        train_tokenizer("unigram", [corpus], vocab_size=3)
     with pytest.raises(ConfigError, match="vocab_size 20 is smaller than this corpus's base"):
         train_tokenizer("wordpiece", [corpus], vocab_size=20)
     with pytest.raises(ConfigError, match="256"):
@@ -108,6 +116,11 @@ def test_cli_train_then_tokenize(corpus, tmp_path):
     result = json.loads(shown.stdout)
     assert result["ids"] == wxb.load_tokenizer(out).encode("The quick fox")
     assert "".join(result["tokens"]).replace("Ġ", " ") == "The quick fox"
+    unigram = wxb_cli("tokenizer", "train", "--kind", "unigram", "--vocab-size", "200",
+                      "--extra-ids", "3", str(corpus), "--out", str(tmp_path / "t5"))
+    assert unigram.returncode == 0, unigram.stderr
+    t5 = wxb.load_tokenizer(tmp_path / "t5")
+    assert type(t5) is T5Tokenizer and t5.convert_tokens_to_ids("<extra_id_2>") == t5.vocab_size - 3
     table = wxb_cli("tokenize", "--tokenizer", str(MINILM), "hello world")
     assert table.returncode == 0 and "7592" in table.stdout and "'hello'" in table.stdout
 

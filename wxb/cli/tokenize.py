@@ -44,12 +44,15 @@ def tokenize(
 def train(
     corpus: Annotated[list[Path], typer.Argument(help="UTF-8 text file(s)")],
     out: Annotated[Path, typer.Option(help="folder to write the tokenizer to")],
-    kind: Annotated[str, typer.Option(help="bpe, wordpiece, char or word")] = "bpe",
-    vocab_size: Annotated[int, typer.Option(help="vocabulary size (bpe, wordpiece; a "
-                                                 "maximum for char and word)")] = 4096,
+    kind: Annotated[str, typer.Option(help="bpe, wordpiece, unigram (T5's), char or "
+                                           "word")] = "bpe",
+    vocab_size: Annotated[int, typer.Option(help="vocabulary size (bpe, wordpiece, unigram; "
+                                                 "a maximum for char and word)")] = 4096,
     min_frequency: Annotated[int, typer.Option(help="drop rarer tokens/pairs")] = 2,
     segmenter: Annotated[str, typer.Option(help="word: whitespace or jieba")] = "whitespace",
     fast: Annotated[bool, typer.Option(help="bpe: train with the tokenizers library")] = False,
+    extra_ids: Annotated[int, typer.Option(help="unigram: <extra_id_*> sentinels after the "
+                                                "pieces")] = 100,
 ) -> None:
     """Train a tokenizer on text files and save it.
 
@@ -61,7 +64,7 @@ def train(
 
     start = time.perf_counter()
     tok = train_tokenizer(kind, corpus, vocab_size=vocab_size, min_frequency=min_frequency,
-                          segmenter=segmenter, fast=fast)
+                          segmenter=segmenter, fast=fast, extra_ids=extra_ids)
     tok.save(out)
     print(f"{kind} tokenizer, {tok.vocab_size:,} tokens, trained in "
           f"{time.perf_counter() - start:.1f} s, saved to {out}")

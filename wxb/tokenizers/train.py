@@ -12,33 +12,38 @@ from wxb.tokenizers.base import Tokenizer
 from wxb.tokenizers.corpus import read_corpus
 
 BERT_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
-KINDS = ("bpe", "wordpiece", "char", "word")
-# What a config's tokenizer settings may name: also T5's SentencePiece-style Unigram.
-SETTINGS_KINDS = (*KINDS, "unigram")
+KINDS = ("bpe", "wordpiece", "unigram", "char", "word")
 
 
 def train_tokenizer(kind: str, corpus: Sequence[str | Path], *, vocab_size: int,
                     min_frequency: int = 2, segmenter: str = "whitespace",
-                    fast: bool = False) -> Tokenizer:
+                    fast: bool = False, extra_ids: int = 100) -> Tokenizer:
     """Train a ``kind`` tokenizer on the lines of the ``corpus`` files.
 
     ``bpe`` is the readable byte-level BPE (``fast=True``: the tokenizers library's trainer);
-    ``wordpiece`` is BERT's, trained with the tokenizers library; ``char`` and ``word`` keep
-    the ``vocab_size`` most frequent tokens seen at least ``min_frequency`` times.
+    ``wordpiece`` is BERT's, trained with the tokenizers library; ``unigram`` is T5's
+    SentencePiece-style Unigram (``vocab_size`` pieces, then ``extra_ids`` sentinels; it has
+    no ``min_frequency``); ``char`` and ``word`` keep the ``vocab_size`` most frequent tokens
+    seen at least ``min_frequency`` times.
     """
     lines = [line for path in corpus for line in read_corpus(path).splitlines()]
     return train_on_lines(kind, lines, vocab_size=vocab_size, min_frequency=min_frequency,
-                          segmenter=segmenter, fast=fast)
+                          segmenter=segmenter, fast=fast, extra_ids=extra_ids)
 
 
 def train_on_lines(kind: str, lines: Sequence[str], *, vocab_size: int, min_frequency: int = 2,
-                   segmenter: str = "whitespace", fast: bool = False) -> Tokenizer:
+                   segmenter: str = "whitespace", fast: bool = False,
+                   extra_ids: int = 100) -> Tokenizer:
     """``train_tokenizer`` on text already in memory, one string per line or document."""
     if kind not in KINDS:
         raise ConfigError(f"unknown tokenizer kind {kind!r}; choose one of: {', '.join(KINDS)}")
     if vocab_size < 1:
         raise ConfigError(f"vocab_size must be >= 1, got {vocab_size}")
     lines = list(lines)
+    if kind == "unigram":
+        from wxb.tokenizers.sentencepiece import train_t5_unigram
+
+        return train_t5_unigram(lines, vocab_size=vocab_size, extra_ids=extra_ids)
     if kind == "bpe" and not fast:
         from wxb.tokenizers.bpe import BPETokenizer
 
@@ -100,9 +105,9 @@ def tokenizer_from_settings(spec: Any, texts: Sequence[str], *, field: str = "mo
         return load_tokenizer(spec)
     options = dict(spec)
     kind = options.pop("kind", None)
-    if kind not in SETTINGS_KINDS:
+    if kind not in KINDS:
         raise ConfigError(f"{field} is a folder or settings with kind one of "
-                          f"{', '.join(SETTINGS_KINDS)}; got {spec!r}")
+                          f"{', '.join(KINDS)}; got {spec!r}")
     size = options.pop("vocab_size", None)
     if kind == "unigram":
         from wxb.tokenizers.sentencepiece import train_t5_unigram
