@@ -32,7 +32,12 @@ from wxb.metrics.squad import (
 )
 from wxb.tasks import get_task
 from wxb.tasks.question_answering.features import encode_windows
-from wxb.tasks.question_answering.train import train_question_answering
+from wxb.tasks.models import load_with_head
+from wxb.tasks.question_answering.train import (
+    DataSection,
+    evaluate_questions,
+    train_question_answering,
+)
 
 transformers.logging.set_verbosity_error()
 
@@ -485,7 +490,8 @@ def trained(tiny_folder, tmp_path_factory):
     config = {"model": {"pretrained": str(tiny_folder), "init": "random",
                         "initializer_range": 0.02},
               "data": {"path": str(path), "validation_size": 0.1, "test_size": 0.3,
-                       "max_length": 24, "doc_stride": 6, "samples": 3},
+                       "max_length": 24, "doc_stride": 6, "samples": 3,
+                       "null_threshold": "validation"},
               "training": {"output_dir": str(root / "run"), "max_steps": 60,
                            "learning_rate": 2e-3, "per_device_train_batch_size": 16,
                            "eval_strategy": "steps", "eval_steps": 30, "logging_steps": 10,
@@ -511,11 +517,38 @@ def test_a_tiny_bert_learns_to_answer_and_to_abstain(trained):
         metrics["test_f1"] - metrics["test_no_answer_f1"])
     assert result["met"] is True and result["metric"] == "test_f1_over_no_answer"
     assert {"eval_HasAns_f1", "eval_NoAns_exact", "test_best_f1_thresh"} <= set(metrics)
+    # The test answers use the threshold chosen on the validation split; the best span of
+    # an answerable question is worth at least what the thresholded answer is.
+    assert result["null_threshold"] == {"validation": None,
+                                        "test": metrics["eval_best_f1_thresh"]}
+    assert metrics["test_HasAns_span_f1"] >= metrics["test_HasAns_f1"]
+    assert metrics["test_best_f1"] >= metrics["test_f1"]
     assert len(result["samples"]["test"]) == 3
     assert set(result["samples"]["test"][0]) == {"id", "question", "answers", "prediction",
                                                 "score", "no_answer_probability", "exact", "f1"}
     assert set(result["held"]["test"]["articles"]).isdisjoint(result["held"]["train"]["articles"])
     assert json.loads((root / "run" / "result.json").read_text()) == result
+
+
+def test_the_null_threshold_decides_which_questions_get_no_answer(trained, tiny_folder):
+    result, root = trained
+    model, tokenizer = load_with_head(result["model_dir"], "QuestionAnswering")
+    questions = read_squad(root / "sightings.json").questions
+    data = DataSection(path="x", max_length=24, doc_stride=6, samples=len(questions))
+    pipeline, samples = evaluate_questions(model, tokenizer, questions, data, negatives=True)
+    never, _ = evaluate_questions(model, tokenizer, questions, data, negatives=True,
+                                  null_threshold=1.0)
+    always, _ = evaluate_questions(model, tokenizer, questions, data, negatives=True,
+                                   null_threshold=0.0)
+    assert always["exact"] == always["no_answer_exact"] and always["HasAns_f1"] == 0
+    assert never["NoAns_exact"] == 0 and never["HasAns_f1"] == never["HasAns_span_f1"]
+    # The pipeline's rule: no answer exactly where the null score beats the best span's.
+    qa = wxb.pipeline("answer", result["model_dir"])
+    for q, sample in zip(questions, samples, strict=True):
+        chosen = qa(question=q.question, context=q.context, max_seq_len=24, doc_stride=6,
+                    max_answer_len=30, handle_impossible_answer=True)
+        assert (sample["prediction"], sample["score"]) == (chosen["answer"],
+                                                           pytest.approx(chosen["score"]))
 
 
 def result_log(root):

@@ -17,6 +17,7 @@ The config (a recipe with ``task: question-answering`` is one)::
                test_size: 0.1, split_seed: 0}  or  {train: FILE, validation: FILE, test: FILE}
               + max_length: 384, doc_stride: 128, max_answer_len: 30,
                 version_2_with_negative: null (auto: true when a question has no answer),
+                null_threshold: null | P | validation (see below),
                 language: en | zh (zh: CMRC 2018's scores), train_size: N (a seeded subset
                 of the training questions), samples: 5 (predictions kept per split)
     training: {<TrainingArguments fields>}
@@ -25,9 +26,20 @@ The config (a recipe with ``task: question-answering`` is one)::
 Reading (``wxb.data.squad``): an answer whose ``answer_start`` does not point at its text is
 skipped as a label and counted (``answers_misaligned``); an answerable question left with no
 label does not train (``questions_unlabelled``) but is scored, on its answer texts. With
-``version_2_with_negative``, answers are chosen with ``handle_impossible_answer`` (the empty
-answer wins when its null score beats every span's) and the null score is each question's
-no-answer probability, which gives the official best thresholds.
+``version_2_with_negative``, each question's null score is its no-answer probability, and the
+empty answer is chosen
+
+- ``null_threshold: null`` (the default): as transformers' pipeline with
+  ``handle_impossible_answer`` chooses it, when the null score beats every span's;
+- ``null_threshold: P``: when the null score is above ``P`` (the official script's
+  ``--na-prob-thresh``), the best span otherwise;
+- ``null_threshold: validation``: so, with ``P`` the validation split's best-F1 threshold
+  (``eval_best_f1_thresh``), chosen there and applied unchanged to the test split.
+
+Every split also reports the official best thresholds (``best_f1``, ``best_f1_thresh``: the
+score had the threshold been chosen on that split itself, an upper bound, not a result) and
+``HasAns_span_exact`` / ``HasAns_span_f1``, the best span's scores on the answerable questions
+whatever the null score (what the answers are worth once a question is known to have one).
 
 Training evaluates the windows' loss on the validation split; exact match and F1 are computed
 once training ends, on the model then (the last one: choosing a checkpoint by its validation
@@ -68,7 +80,8 @@ SCORED_SPLITS = (("validation", "eval"), ("test", "test"))  # split -> its metri
 # the "always no answer" baseline's and how far F1 is above it.
 ANSWERABLE_METRICS = ("exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total")
 NEGATIVE_METRICS = ("NoAns_exact", "NoAns_f1", "NoAns_total", "best_exact",
-                    "best_exact_thresh", "best_f1", "best_f1_thresh")
+                    "best_exact_thresh", "best_f1", "best_f1_thresh", "HasAns_span_exact",
+                    "HasAns_span_f1")
 BASELINE_METRICS = ("no_answer_exact", "no_answer_f1", "f1_over_no_answer")
 
 
@@ -110,6 +123,7 @@ class DataSection(Section):
     doc_stride: int = 128
     max_answer_len: int = 30
     version_2_with_negative: bool | None = None
+    null_threshold: float | Literal["validation"] | None = None
     language: Literal["en", "zh"] = "en"
     samples: int = 5
 
@@ -130,10 +144,15 @@ class DataSection(Section):
         at_least("data.max_answer_len", self.max_answer_len, 1)
         at_least("data.samples", self.samples, 0)
         check_lengths(self.max_length, self.doc_stride)
+        if self.null_threshold == "validation" and self.given("path") \
+                and not self.validation_size:
+            raise ConfigError("data.null_threshold: validation chooses the threshold on the "
+                              "validation split; give data.validation_size > 0 (or a number "
+                              "as null_threshold)")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in super().to_dict().items()
-                if v is not None or k == "version_2_with_negative"}
+                if v is not None or k in ("version_2_with_negative", "null_threshold")}
 
     def read(self) -> tuple[dict[str, list[SquadQuestion]], dict[str, Any]]:
         """The questions of each split, and what reading found: whether some question has
@@ -219,13 +238,22 @@ def train_question_answering(config: dict[str, Any], *, resume: bool | str = Fal
 
     metrics: dict[str, float] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
-    for name, prefix in scored:
+    threshold = data.null_threshold
+    if threshold == "validation" and "validation" not in splits:
+        raise ConfigError("data.null_threshold: validation needs a validation split; give "
+                          "data.validation (or a number as null_threshold)")
+    applied: dict[str, float | None] = {}  # split -> the null threshold its answers had
+    for name, prefix in scored:  # validation first: its best threshold may serve the test
+        applied[name] = (None if name == "validation" else metrics["eval_best_f1_thresh"]) \
+            if threshold == "validation" else threshold
         scores, samples[name] = evaluate_questions(
             trainer.model, tokenizer, splits[name], data, negatives=negatives,
-            batch_size=args.per_device_eval_batch_size)
+            batch_size=args.per_device_eval_batch_size, null_threshold=applied[name])
         metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
         run.log(f"{name}: exact {scores['exact']:.2f}, F1 {scores['f1']:.2f} (always no "
-                f"answer: {scores['no_answer_f1']:.2f}) over {scores['total']:,} questions")
+                f"answer: {scores['no_answer_f1']:.2f}) over {scores['total']:,} questions"
+                + (f"; best span on the answerable ones F1 {scores['HasAns_span_f1']:.2f}"
+                   if "HasAns_span_f1" in scores else ""))
     model_dir = model.save_pretrained(run.output_dir / "model")
     tokenizer.save(model_dir)
     # The headline is the goal's metric, else the F1 of the last split scored (test, if any).
@@ -235,6 +263,7 @@ def train_question_answering(config: dict[str, Any], *, resume: bool | str = Fal
                       questions={name: len(qs) for name, qs in splits.items()},
                       windows={name: len(w) for name, w in windows.items()},
                       version_2_with_negative=negatives, language=data.language,
+                      null_threshold=applied if negatives else None,
                       answers_misaligned=found["answers_misaligned"],
                       questions_unlabelled=found["questions_unlabelled"],
                       held=_articles(splits), samples=samples)
@@ -276,21 +305,39 @@ def _labelled_windows(tokenizer: Any, questions: Sequence[SquadQuestion],
 
 
 def evaluate_questions(model: Any, tokenizer: Any, questions: Sequence[SquadQuestion],
-                       data: DataSection, *, negatives: bool, batch_size: int = 64
+                       data: DataSection, *, negatives: bool, batch_size: int = 64,
+                       null_threshold: float | None = None
                        ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Exact match and F1 (``squad_v2``'s keys, 0-100) of the model's answers, the "always no
-    answer" baseline's beside them, and the first ``data.samples`` predictions."""
+    answer" baseline's beside them, and the first ``data.samples`` predictions. With
+    unanswerable questions, ``null_threshold`` None gives the empty answer where the pipeline
+    would, a number where the null score is above it (see the module docstring)."""
+    # Each question's best span and null score; the pipeline's handle_impossible_answer
+    # answers "" exactly where the null score beats the span's (a tie keeps the span).
     found = answer_questions(model, tokenizer, [q.question for q in questions],
                              [q.context for q in questions], max_length=data.max_length,
                              doc_stride=data.doc_stride, max_answer_len=data.max_answer_len,
-                             handle_impossible_answer=negatives, batch_size=batch_size,
-                             ids=[q.id for q in questions])
-    predictions = {q.id: answers[0]["answer"] if answers else ""
-                   for q, (answers, _) in zip(questions, found, strict=True)}
+                             batch_size=batch_size, ids=[q.id for q in questions])
     references = {q.id: list(q.answers) for q in questions}
+    best = {q.id: answers[0] if answers else {"answer": "", "score": 0.0}
+            for q, (answers, _) in zip(questions, found, strict=True)}
     chances = {q.id: null for q, (_, null) in zip(questions, found, strict=True)}
-    scores = squad_v2(predictions, references, language=data.language,
-                      no_answer_probabilities=chances if negatives else None)
+    spans = {qid: answer["answer"] for qid, answer in best.items()}
+    if not negatives:
+        predictions = spans
+    elif null_threshold is None:
+        predictions = {qid: "" if chances[qid] > best[qid]["score"] else span
+                       for qid, span in spans.items()}
+    else:
+        predictions = {qid: "" if chances[qid] > null_threshold else span
+                       for qid, span in spans.items()}
+    scores = squad_v2(predictions, references, language=data.language)
+    if negatives:  # the official best thresholds over the best spans, and the spans alone
+        bounds = squad_v2(spans, references, language=data.language,
+                          no_answer_probabilities=chances)
+        scores.update({k: v for k, v in bounds.items() if k.startswith("best_")},
+                      HasAns_span_exact=bounds.get("HasAns_exact", 0.0),
+                      HasAns_span_f1=bounds.get("HasAns_f1", 0.0))
     baseline = no_answer_baseline(references, language=data.language)
     scores.update(no_answer_exact=baseline["exact"], no_answer_f1=baseline["f1"],
                   f1_over_no_answer=scores["f1"] - baseline["f1"])
@@ -301,7 +348,7 @@ def evaluate_questions(model: Any, tokenizer: Any, questions: Sequence[SquadQues
         samples.append({"id": q.id, "question": q.question,
                         "answers": list(dict.fromkeys(q.answers)),
                         "prediction": predictions[q.id],
-                        "score": answers[0]["score"] if answers else None,
+                        "score": best[q.id]["score"] if predictions[q.id] else null,
                         "no_answer_probability": null, "exact": one["exact"],
                         "f1": one["f1"]})
     return scores, samples
