@@ -602,6 +602,12 @@ def test_config_errors_name_the_field(tiny_folder, tmp_path):
         train_question_answering({**base, "data": {"path": str(path), "doc_stride": 384}})
     with pytest.raises(ConfigError, match="give either path"):
         train_question_answering({**base, "data": {}})
+    with pytest.raises(ConfigError, match="null_threshold must be a number or 'validation', "
+                                          "got 'best'"):
+        train_question_answering({**base, "data": {"path": str(path), "null_threshold": "best"}})
+    with pytest.raises(ConfigError, match="give data.validation_size > 0"):
+        train_question_answering({**base, "data": {"path": str(path), "validation_size": 0,
+                                                   "null_threshold": "validation"}})
     with pytest.raises(ConfigError, match=r"model\.pretrained is required"):
         train_question_answering({**base, "model": {}})
     with pytest.raises(ConfigError, match=r"expected\.metric 'accuracy' is not reported"):

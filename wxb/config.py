@@ -95,6 +95,8 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
 def _kind_name(hint: Any) -> str:
     """How an error names a type: "a string", "a list", "a number", ..."""
     origin = typing.get_origin(hint) or hint
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(hint))
     return {str: "a string", list: "a list", tuple: "a list", dict: "a mapping", int: "a number",
             float: "a number", bool: "true or false"}.get(origin, getattr(origin, "__name__",
                                                                           str(hint)))
