@@ -18,6 +18,7 @@ from wxb.cli import (
     finetune,
     generate,
     params,
+    rag,
     recipe,
     serve,
     summarize,
@@ -54,6 +55,7 @@ app.command("serve")(serve.serve)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")
 app.add_typer(recipe.recipe_app, name="recipe")
 app.add_typer(align.align_app, name="align")
+app.add_typer(rag.rag_app, name="rag")
 
 
 def main(argv: list[str] | None = None) -> None:

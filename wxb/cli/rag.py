@@ -1,0 +1,167 @@
+"""`wxb rag index | search | eval | ask`: retrieval over your documents, and answers from it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from wxb.cli.generate import MaxNew, Sample, Seed, Temperature, TopK, TopP, _settings
+
+if TYPE_CHECKING:
+    from wxb.rag.retrieve import Retriever, SearchResult
+
+rag_app = typer.Typer(help="Retrieval-augmented generation: index documents, search them, "
+                           "score the search, answer from it.",
+                      no_args_is_help=True,
+                      context_settings={"help_option_names": ["-h", "--help"]})
+
+IndexDir = Annotated[Path, typer.Argument(help="an index folder made by wxb rag index",
+                                          show_default=False)]
+EmbedderDir = Annotated[Path | None, typer.Option(
+    help="the embedder folder (default: the one the index was built with)",
+    show_default=False)]
+Method = Annotated[str, typer.Option(help="dense, bm25 or hybrid (reciprocal-rank fusion)")]
+TopHits = Annotated[int, typer.Option("-k", "--top-k", help="how many passages")]
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@rag_app.command("index", no_args_is_help=True)
+def index(
+    documents: Annotated[list[Path], typer.Argument(
+        help=".txt / .md files (one document each), tables (.csv / .tsv / .jsonl: one a row) "
+             "or folders of them", show_default=False)],
+    embedder: Annotated[Path, typer.Option(
+        help="a BERT-family folder, e.g. all-MiniLM-L6-v2", show_default=False)],
+    out: Annotated[Path, typer.Option(help="the index folder to write", show_default=False)],
+    column: Annotated[str, typer.Option(help="the text column of a table")] = "text",
+    template: Annotated[str | None, typer.Option(
+        help="a table row as text, e.g. 'question:{q} answer:{a}' (instead of --column)",
+        show_default=False)] = None,
+    id_column: Annotated[str, typer.Option(
+        help="the column of document ids (absent: <file>:<row>)")] = "id",
+    chunk_by: Annotated[str, typer.Option(help="tokens, sentences or paragraphs")] = "tokens",
+    chunk_size: Annotated[int | None, typer.Option(
+        help="units a chunk (default: 128 tokens, 4 sentences, 1 paragraph)",
+        show_default=False)] = None,
+    overlap: Annotated[int | None, typer.Option(
+        help="units two chunks share (default: 32 tokens, 1 sentence, 0 paragraphs)",
+        show_default=False)] = None,
+) -> None:
+    """Chunk and embed documents into an index folder.
+
+    Example: wxb rag index docs/ --embedder all-MiniLM-L6-v2 --out docs-index
+
+    Example: wxb rag index faq.csv --template "question:{q} answer:{a}" --embedder DIR --out faq
+    """
+    from wxb.rag.index import describe, index_files
+
+    built = index_files(documents, embedder, out, column=column, template=template,
+                        id_column=id_column, chunk_by=chunk_by, chunk_size=chunk_size,
+                        overlap=overlap, log=_log)
+    truncated = built.info["truncated_chunks"]
+    if truncated:
+        _log(f"note: {truncated} chunks were longer than the embedder's "
+             f"{built.embedder['max_length']} tokens and were truncated for their embedding "
+             "(use --chunk-by tokens or a smaller --chunk-size)")
+    print(f"indexed {len(built)} chunks of {built.info['documents']} documents with "
+          f"{describe(built.embedder)} into {out}")
+
+
+def _print_hits(result: SearchResult) -> None:
+    for hit in result.hits:
+        chunk = hit.chunk
+        print(f"[{hit.rank}] {hit.score:.4f}  {chunk.id}  ({chunk.document_id}, characters "
+              f"{chunk.start}-{chunk.end})")
+        print("    " + chunk.text.replace("\n", "\n    "))
+
+
+def _note_truncation(result: SearchResult, retriever: Retriever) -> None:
+    if result.truncated:
+        _log(f"note: the query is longer than the embedder's {retriever.embedder.max_length} "
+             "tokens; it was truncated for the dense search")
+
+
+@rag_app.command("search", no_args_is_help=True)
+def search(index: IndexDir,
+           query: Annotated[str, typer.Argument(help="what to look for", show_default=False)],
+           k: TopHits = 5, method: Method = "hybrid", embedder: EmbedderDir = None) -> None:
+    """Print the passages that best match a query, best first.
+
+    Example: wxb rag search docs-index "opening hours" -k 3 --method bm25
+    """
+    from wxb.rag.retrieve import Retriever
+
+    retriever = Retriever(index, embedder)
+    result = retriever.search(query, k, method)
+    _note_truncation(result, retriever)
+    if not result.hits:
+        print("(no passage matches)")
+    _print_hits(result)
+
+
+@rag_app.command("eval", no_args_is_help=True)
+def evaluate(index: IndexDir,
+             queries: Annotated[Path, typer.Argument(
+                 help='JSON lines: {"query": "...", "gold": "document id" | [ids] | {id: '
+                      'grade}}', show_default=False)],
+             method: Annotated[list[str] | None, typer.Option(
+                 help="a method to score (repeat; default: dense, bm25 and hybrid)",
+                 show_default=False)] = None,
+             cutoff: Annotated[list[int] | None, typer.Option(
+                 "-k", "--cutoff", help="the k of the @k metrics (repeat; default: 1, 5, 10)",
+                 show_default=False)] = None,
+             embedder: EmbedderDir = None) -> None:
+    """Score retrieval on queries with known relevant documents; print the table as JSON.
+
+    Example: wxb rag eval faq-index faq-queries.jsonl --method bm25 --method hybrid
+    """
+    from wxb.rag.evaluate import evaluate as score
+    from wxb.rag.evaluate import read_queries
+    from wxb.rag.retrieve import METHODS, Retriever
+
+    asked = read_queries(queries)
+    result = score(Retriever(index, embedder), asked, method or METHODS, cutoff or (1, 5, 10))
+    print(json.dumps({"index": str(index), **result}, indent=2, ensure_ascii=False))
+
+
+@rag_app.command("ask", no_args_is_help=True)
+def ask(index: IndexDir,
+        question: Annotated[str, typer.Argument(help="the question", show_default=False)],
+        model: Annotated[str | None, typer.Option(
+            help="a chat model folder or .gguf file to answer with (without it: the passages "
+                 "only)", show_default=False)] = None,
+        k: TopHits = 5, method: Method = "hybrid", embedder: EmbedderDir = None,
+        max_new_tokens: MaxNew = 256, sample: Sample = False, temperature: Temperature = 0.7,
+        top_k: TopK = 50, top_p: TopP = 0.9, seed: Seed = None) -> None:
+    """Answer a question from the passages retrieved for it, then print their sources.
+
+    Example: wxb rag ask faq-index "How do I renew my card?" --model runs/sft-chat-zh/model
+    """
+    from wxb.rag.prompt import build_prompt, stream_answer
+    from wxb.rag.retrieve import Retriever
+
+    retriever = Retriever(index, embedder)
+    result = retriever.search(question, k, method)
+    _note_truncation(result, retriever)
+    if model is None:
+        _log("ask: no --model given, so no answer: the retrieved passages only")
+        _print_hits(result)
+        return
+    from wxb.tasks.models import load_chat_model
+
+    lm, tokenizer = load_chat_model(model, require_template=False)
+    prompt = build_prompt(question, result.hits)
+    settings = _settings(max_new_tokens, sample, temperature, top_k, top_p, seed)
+    for piece in stream_answer(prompt, lm, tokenizer, **settings):
+        print(piece, end="", flush=True)
+    print("\n\nsources:")
+    for source in prompt.sources:
+        print(f"[{source['number']}] {source['chunk_id']}  ({source['document_id']}, "
+              f"characters {source['start']}-{source['end']})")

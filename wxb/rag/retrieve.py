@@ -1,0 +1,146 @@
+"""Finding the chunks of an index that answer a query: dense, BM25, or both fused.
+
+- **dense**: the query's embedding against every chunk's (exact inner product, faiss);
+- **bm25**: BM25 over the chunks' terms (``wxb.rag.bm25``); chunks sharing no term with the
+  query are not returned;
+- **hybrid**: reciprocal-rank fusion (Cormack, Clarke and Büttcher, 2009) of the two rankings,
+  each cut at ``FUSION_DEPTH`` (or the depth asked, if deeper): a chunk scores
+  sum over the rankings of 1 / (k + its rank), ranks from 1, with ``k = 60`` as in the paper
+  (a chunk missing from a ranking gets nothing from it).
+
+A query longer than the embedder's limit is truncated for the dense side; the result says so
+(``SearchResult.truncated``) rather than warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from wxb.errors import ConfigError
+from wxb.rag.chunk import Chunk
+from wxb.rag.embed import Embedder
+from wxb.rag.index import Index
+
+METHODS: tuple[str, ...] = ("dense", "bm25", "hybrid")
+RRF_K = 60
+FUSION_DEPTH = 100
+Id = TypeVar("Id", bound=Hashable)
+
+
+def reciprocal_rank_fusion(rankings: Iterable[Sequence[Id]],
+                           k: int = RRF_K) -> list[tuple[Id, float]]:
+    """Fuse rankings (ids, best first): ``[(id, sum of 1 / (k + rank)), ...]``, best first;
+    ties keep the order in which ids were first met."""
+    scores: dict[Id, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk: its ``rank`` (from 1), ``score`` (inner product, BM25 or fused)."""
+
+    rank: int
+    score: float
+    chunk: Chunk
+
+
+@dataclass
+class SearchResult:
+    """The hits of one query; ``truncated``: the query was cut to the embedder's limit."""
+
+    query: str
+    method: str
+    hits: list[Hit]
+    truncated: bool = False
+
+
+class Retriever:
+    """``Retriever(index, embedder).search(query, k, method)``.
+
+    ``embedder`` is an ``Embedder``, a folder, or None for the folder recorded in the index; it
+    is loaded (and checked against the index) only when a dense or hybrid search needs it.
+    """
+
+    def __init__(self, index: Index | str | Path,
+                 embedder: Embedder | str | Path | None = None) -> None:
+        self.index = index if isinstance(index, Index) else Index.load(index)
+        self._embedder = embedder
+        if isinstance(embedder, Embedder):
+            self.index.check_embedder(embedder)
+
+    @property
+    def embedder(self) -> Embedder:
+        if not isinstance(self._embedder, Embedder):
+            folder = self._embedder or self.index.info.get("embedder_path")
+            if folder is None or not Path(folder).is_dir():
+                raise ConfigError(f"the embedder this index was built with ({folder}) is not "
+                                  "there; give --embedder DIR (the same model)")
+            self._embedder = Embedder(folder)
+            self.index.check_embedder(self._embedder)
+        return self._embedder
+
+    def search(self, query: str, k: int = 5, method: str = "hybrid") -> SearchResult:
+        """The ``k`` best chunks for ``query``."""
+        return self.search_batch([query], k, method)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 5,
+                     method: str = "hybrid") -> list[SearchResult]:
+        """The ``k`` best chunks for each query (dense queries embedded together)."""
+        ranked, truncated = self._rank(queries, k, method)
+        return [SearchResult(q, method, [Hit(rank, score, self.index.chunks[i]) for rank, (i, score)
+                                         in enumerate(rows[:k], start=1)], cut)
+                for q, rows, cut in zip(queries, ranked, truncated, strict=True)]
+
+    def rank_documents(self, queries: Sequence[str], k: int,
+                       method: str = "hybrid") -> tuple[list[list[str]], list[bool]]:
+        """The ids of the ``k`` best *documents* for each query (a document ranks where its
+        best chunk does), and which queries were truncated. Chunks are retrieved ever deeper
+        until every query has ``k`` distinct documents or the index is exhausted."""
+        depth = k
+        while True:
+            ranked, truncated = self._rank(queries, depth, method)
+            documents = [list(dict.fromkeys(self.index.chunks[i].document_id for i, _ in rows))
+                         for rows in ranked]
+            if depth >= len(self.index) or all(len(d) >= k for d in documents):
+                return [d[:k] for d in documents], truncated
+            depth *= 2
+
+    def _rank(self, queries: Sequence[str], depth: int,
+              method: str) -> tuple[list[list[tuple[int, float]]], list[bool]]:
+        """``[(chunk index, score), ...]`` best first for each query (at most ``depth``), and
+        which queries were truncated."""
+        if method not in METHODS:
+            raise ConfigError(f"--method {method!r} is not a retrieval method; choose from "
+                              f"{', '.join(METHODS)}")
+        if depth < 1:
+            raise ConfigError(f"-k must be at least 1, got {depth}")
+        for query in queries:
+            if not query.strip():
+                raise ConfigError("the query is empty; give some text to search for")
+        truncated = [False] * len(queries)
+        if method == "bm25":
+            return [self._bm25(q, depth) for q in queries], truncated
+        embedded = self.embedder(list(queries))
+        wide = depth if method == "dense" else max(depth, FUSION_DEPTH)
+        dense = self.index.search(embedded.vectors, wide)
+        if method == "dense":
+            return dense, embedded.truncated
+        fused = [reciprocal_rank_fusion([[i for i, _ in rows],
+                                         [i for i, _ in self._bm25(q, wide)]])[:depth]
+                 for q, rows in zip(queries, dense, strict=True)]
+        return fused, embedded.truncated
+
+    def _bm25(self, query: str, depth: int) -> list[tuple[int, float]]:
+        scores = self.index.bm25.scores(query)
+        depth = min(depth, len(scores))
+        top = np.argpartition(-scores, depth - 1)[:depth]
+        top = top[np.lexsort((top, -scores[top]))]  # by score, ties by chunk order
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
