@@ -639,8 +639,10 @@ def test_the_recipes_run_on_stand_ins_and_name_the_run_they_need(tiny_folder, tm
     assert done.value.code in (0, None)
     result = json.loads((tmp_path / "runs" / "squad2-minilm" / "result.json").read_text())
     assert result["recipe"] == "squad2-minilm" and result["steps"] == 2
-    assert set(result["questions"]) == {"train", "test"} and len(result["held"]["test"][
+    assert set(result["questions"]) == {"train", "validation", "test"}
+    assert len(result["held"]["test"]["articles"]) == len(result["held"]["validation"][
         "articles"]) == 2
+    assert result["null_threshold"]["test"] == result["metrics"]["eval_best_f1_thresh"]
     assert result["expected"]["metric"] == "test_f1_over_no_answer"
     cmrc = load_recipe("cmrc2018")
     assert cmrc["pipeline"] == "question-answering" and list(cmrc["variants"]) == ["zh_bert",
