@@ -25,7 +25,7 @@ EmbedderDir = Annotated[Path | None, typer.Option(
     help="the embedder folder (default: the one the index was built with)",
     show_default=False)]
 Method = Annotated[str, typer.Option(help="dense, bm25 or hybrid (reciprocal-rank fusion)")]
-TopHits = Annotated[int, typer.Option("-k", "--top-k", help="how many passages")]
+TopHits = Annotated[int, typer.Option("-k", "--passages", help="how many passages")]
 
 
 def _log(line: str) -> None:
