@@ -23,7 +23,7 @@ import numpy as np
 
 from wxb.errors import ConfigError
 from wxb.rag.chunk import Chunk
-from wxb.rag.embed import Embedder
+from wxb.rag.embed import Embedded, Embedder
 from wxb.rag.index import Index
 
 METHODS: tuple[str, ...] = ("dense", "bm25", "hybrid")
@@ -94,49 +94,51 @@ class Retriever:
     def search_batch(self, queries: Sequence[str], k: int = 5,
                      method: str = "hybrid") -> list[SearchResult]:
         """The ``k`` best chunks for each query (dense queries embedded together)."""
-        ranked, truncated = self._rank(queries, k, method)
+        embedded = self._embed(queries, k, method)
+        ranked = self._rank(queries, k, method, embedded)
         return [SearchResult(q, method, [Hit(rank, score, self.index.chunks[i]) for rank, (i, score)
-                                         in enumerate(rows[:k], start=1)], cut)
-                for q, rows, cut in zip(queries, ranked, truncated, strict=True)]
+                                         in enumerate(rows, start=1)], cut)
+                for q, rows, cut in zip(queries, ranked, _truncated(queries, embedded),
+                                        strict=True)]
 
     def rank_documents(self, queries: Sequence[str], k: int,
                        method: str = "hybrid") -> tuple[list[list[str]], list[bool]]:
         """The ids of the ``k`` best *documents* for each query (a document ranks where its
         best chunk does), and which queries were truncated. Chunks are retrieved ever deeper
         until every query has ``k`` distinct documents or the index is exhausted."""
+        embedded = self._embed(queries, k, method)
         depth = k
         while True:
-            ranked, truncated = self._rank(queries, depth, method)
+            ranked = self._rank(queries, depth, method, embedded)
             documents = [list(dict.fromkeys(self.index.chunks[i].document_id for i, _ in rows))
                          for rows in ranked]
             if depth >= len(self.index) or all(len(d) >= k for d in documents):
-                return [d[:k] for d in documents], truncated
+                return [d[:k] for d in documents], _truncated(queries, embedded)
             depth *= 2
 
-    def _rank(self, queries: Sequence[str], depth: int,
-              method: str) -> tuple[list[list[tuple[int, float]]], list[bool]]:
-        """``[(chunk index, score), ...]`` best first for each query (at most ``depth``), and
-        which queries were truncated."""
+    def _embed(self, queries: Sequence[str], k: int, method: str) -> Embedded | None:
+        """Check the request; the queries' embeddings where the method needs them."""
         if method not in METHODS:
             raise ConfigError(f"--method {method!r} is not a retrieval method; choose from "
                               f"{', '.join(METHODS)}")
-        if depth < 1:
-            raise ConfigError(f"-k must be at least 1, got {depth}")
-        for query in queries:
-            if not query.strip():
-                raise ConfigError("the query is empty; give some text to search for")
-        truncated = [False] * len(queries)
-        if method == "bm25":
-            return [self._bm25(q, depth) for q in queries], truncated
-        embedded = self.embedder(list(queries))
+        if k < 1:
+            raise ConfigError(f"-k must be at least 1, got {k}")
+        if any(not query.strip() for query in queries):
+            raise ConfigError("the query is empty; give some text to search for")
+        return None if method == "bm25" else self.embedder(list(queries))
+
+    def _rank(self, queries: Sequence[str], depth: int, method: str,
+              embedded: Embedded | None) -> list[list[tuple[int, float]]]:
+        """``[(chunk index, score), ...]`` best first for each query, at most ``depth``."""
+        if embedded is None:
+            return [self._bm25(q, depth) for q in queries]
         wide = depth if method == "dense" else max(depth, FUSION_DEPTH)
         dense = self.index.search(embedded.vectors, wide)
         if method == "dense":
-            return dense, embedded.truncated
-        fused = [reciprocal_rank_fusion([[i for i, _ in rows],
-                                         [i for i, _ in self._bm25(q, wide)]])[:depth]
-                 for q, rows in zip(queries, dense, strict=True)]
-        return fused, embedded.truncated
+            return dense
+        return [reciprocal_rank_fusion([[i for i, _ in rows],
+                                        [i for i, _ in self._bm25(q, wide)]])[:depth]
+                for q, rows in zip(queries, dense, strict=True)]
 
     def _bm25(self, query: str, depth: int) -> list[tuple[int, float]]:
         scores = self.index.bm25.scores(query)
@@ -144,3 +146,8 @@ class Retriever:
         top = np.argpartition(-scores, depth - 1)[:depth]
         top = top[np.lexsort((top, -scores[top]))]  # by score, ties by chunk order
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+
+def _truncated(queries: Sequence[str], embedded: Embedded | None) -> list[bool]:
+    """Which queries were cut to the embedder's limit (none, for BM25 alone)."""
+    return [False] * len(queries) if embedded is None else embedded.truncated
