@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[text,metrics,serve,rag,test]'
+	$(BIN)/python -m pip install --quiet -e '.[text,metrics,serve,rag,mcp,test]'
 	$(BIN)/python -m pip install --quiet playwright
 	@test -x /usr/bin/chromium || \
 	  (command -v apt-get >/dev/null && (apt-get install -y -q chromium >/dev/null 2>&1 || \

@@ -17,6 +17,7 @@ from wxb.cli import (
     demo,
     finetune,
     generate,
+    mcp,
     params,
     rag,
     recipe,
@@ -52,6 +53,7 @@ app.command("translate")(translate.translate)
 app.command("answer")(answer.answer)
 app.command("summarize")(summarize.summarize)
 app.command("serve")(serve.serve)
+app.command("mcp")(mcp.mcp)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")
 app.add_typer(recipe.recipe_app, name="recipe")
 app.add_typer(align.align_app, name="align")
