@@ -270,6 +270,18 @@ def test_the_tools_of_classifiers_taggers_translators_and_encoders(folders, kind
     assert ok(counted)["total"] > 0
 
 
+def test_a_tool_that_crashes_is_a_tool_error_and_the_server_goes_on(folders):
+    server = build_server(folders["translator"])
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("an internal detail the client is not shown")
+
+    server.tools.pipelines["translation"] = crash
+    crashed, alive = talk(server, ("translate", {"text": "abc"}), ("tokenize", {"text": "abc"}))
+    assert tool_error(crashed) == "Error executing tool translate"  # the traceback: in the log
+    assert ok(alive)["count"] > 0
+
+
 def test_bad_command_lines_are_one_clear_line(folders, tmp_path, capsys):
     other = tmp_path / "tiny-bert"  # another embedder than the index's
     BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,

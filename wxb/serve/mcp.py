@@ -73,6 +73,7 @@ TopP = Annotated[float, Field(gt=0, le=1, description="sampling: keep the most l
                                                       "whose probabilities sum to this")]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1, description="sampling: the random seed")]
 Beams = Annotated[int, Field(ge=1, le=MAX_BEAMS, description="beam width (1: greedy)")]
+TopK = Annotated[int, Field(ge=1, le=MAX_K, description="how many, best first")]
 Texts = Annotated[list[Annotated[str, Field(max_length=MAX_CHARS)]], Field(
     min_length=1, max_length=MAX_ITEMS,
     description=f"1 to {MAX_ITEMS} texts of at most {MAX_CHARS:,} characters")]
@@ -280,7 +281,7 @@ class ModelTools:
                               f"{argument} or ask for at most {max(window - tokens, 0)} tokens")
 
     def classify(self, text: Text, text_pair: Text | None = None,
-                 top_k: Annotated[int, Field(ge=1, le=MAX_K)] = 1) -> dict[str, Any]:
+                 top_k: TopK = 1) -> dict[str, Any]:
         """Label a text (or a pair of texts) with the classifier: its best labels and their
         probabilities, best first."""
         ranked = self.pipelines["text-classify"]([text], None if text_pair is None else
@@ -313,7 +314,7 @@ class ModelTools:
         return {"model": self.embedder.identity["name"], "dim": self.embedder.dim,
                 "embeddings": out.vectors.tolist(), "truncated": out.truncated}
 
-    def search(self, query: Query, k: Annotated[int, Field(ge=1, le=MAX_K)] = 5,
+    def search(self, query: Query, k: TopK = 5,
                method: Literal["dense", "bm25", "hybrid"] = "hybrid") -> dict[str, Any]:
         """Find the passages of the index that best match a query, best first: dense
         (embeddings), bm25 (terms) or hybrid (both, by reciprocal-rank fusion); each passage
