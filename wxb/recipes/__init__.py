@@ -111,14 +111,15 @@ def _check_earlier_run(recipe: dict[str, Any], name: str) -> None:
 
 def _resolve_data(data: dict[str, Any], data_dir: str | Path | None,
                   name: str) -> dict[str, Any]:
-    """A data section with its file paths (and those of its ``documents``) made to start
-    from ``data_dir``."""
+    """A data section with its file paths (and those of its ``documents`` or ``sets``) made
+    to start from ``data_dir``."""
     data = {**data, **{key: _resolve(data[key], data_dir, name)
                        for key in DATA_FILES if data.get(key) is not None}}
-    if isinstance(data.get("documents"), list):
-        data["documents"] = [{**doc, "path": _resolve(doc["path"], data_dir, name)}
-                             if isinstance(doc, dict) and "path" in doc else doc
-                             for doc in data["documents"]]
+    for key in ("documents", "sets"):
+        if isinstance(data.get(key), list):
+            data[key] = [{**doc, "path": _resolve(doc["path"], data_dir, name)}
+                         if isinstance(doc, dict) and "path" in doc else doc
+                         for doc in data[key]]
     return data
 
 

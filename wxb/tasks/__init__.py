@@ -163,3 +163,7 @@ register(Task("question-answering", "extractive QA on SQuAD-format data, scored 
               train="wxb.tasks.question_answering.train:train_question_answering",
               pipeline="wxb.tasks.question_answering.pipeline:QuestionAnswerer",
               aliases=("qa",)))
+register(Task("retrieval-eval", "dense, BM25 and hybrid retrieval scored side by side on sets",
+              train="wxb.tasks.retrieval.evaluation:evaluate_retrieval"))
+register(Task("rag-assistant", "a chat model answering from retrieved passages, on samples",
+              train="wxb.tasks.retrieval.assistant:run_assistant"))
