@@ -32,12 +32,20 @@ def serve(
         help="requests that may wait for a slot; more are refused with 429")] = 64,
     served_model_name: Annotated[str | None, typer.Option(
         help="the model id clients name (default: the folder's name)")] = None,
+    rag: Annotated[str | None, typer.Option(
+        help="a wxb rag index: chat requests get the passages retrieved for their last user "
+             "turn in a system message, and their sources as wxb_sources")] = None,
+    rag_k: Annotated[int, typer.Option(help="passages a chat request gets with --rag")] = 5,
+    rag_method: Annotated[str, typer.Option(
+        help="--rag's retrieval: dense, bm25 or hybrid")] = "hybrid",
 ) -> None:
     """Serve a causal LM over the OpenAI API (/v1/chat/completions, /v1/completions,
     /v1/models, /v1/embeddings), with /health, /metrics, /tokenize, /detokenize and a chat
     playground at /.
 
     Example: wxb serve --model runs/sft-chat-zh/model --port 8000
+
+    Example: wxb serve --model runs/sft-chat-zh/plain/model --rag runs/faq-assistant/index
 
     Example: curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type:
     application/json' -d '{"model": "model", "messages": [{"role": "user", "content": "Hi"}]}'
@@ -58,7 +66,8 @@ def serve(
     app = create_app(ServeSettings(
         model=model, adapter=adapter, embedding_model=embedding_model, api_key=key,
         cors_origins=list(cors_origin or []), max_concurrency=max_concurrency,
-        max_queue=max_queue, served_model_name=served_model_name))
+        max_queue=max_queue, served_model_name=served_model_name, rag=rag, rag_k=rag_k,
+        rag_method=rag_method))
     print(f"wxb serve: http://{host}:{port}/ (playground), OpenAI API at "
           f"http://{host}:{port}/v1" + (" (API key required)" if key else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -87,6 +87,14 @@ class Retriever:
             self.index.check_embedder(self._embedder)
         return self._embedder
 
+    def prepare(self, method: str = "hybrid") -> None:
+        """Load what ``method`` searches with now (the embedder, checked against the index;
+        BM25's statistics) rather than on the first search (a server does this at start)."""
+        if method != "bm25":
+            _ = self.embedder      # the property loads it
+        if method != "dense":
+            _ = self.index.bm25    # the property builds it
+
     def search(self, query: str, k: int = 5, method: str = "hybrid") -> SearchResult:
         """The ``k`` best chunks for ``query``."""
         return self.search_batch([query], k, method)[0]

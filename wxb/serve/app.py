@@ -37,14 +37,20 @@ log = logging.getLogger("wxb.serve")
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
-    """The app serving ``settings.model`` (and ``settings.embedding_model``); a folder that
-    is not a causal LM is refused here, before anything loads."""
+    """The app serving ``settings.model`` (and ``settings.embedding_model``, and retrieval
+    from ``settings.rag``); a folder that is not a causal LM, and one that is not an index,
+    are refused here, before any model loads."""
     from wxb.tasks.causal_lm.pipeline import check_causal_lm
 
     settings.check()
     if settings.model is not None:
         check_causal_lm(settings.model)
-    state = Served(settings)
+    index = None
+    if settings.rag is not None:
+        from wxb.rag.index import Index
+
+        index = Index.load(settings.rag)
+    state = Served(settings, index)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -4,6 +4,12 @@
 A generation request is validated (schemas), its prompt tokenized and checked against the
 context, then each of its choices is submitted to the engine; the answer reads the choices'
 deltas (choices.Choice) either all at once or as Server-Sent Events.
+
+With retrieval (``wxb serve --rag INDEX``), a chat request's last user turn is searched for
+first and the passages found are numbered [1]..[k] in a system message
+(``wxb.rag.prompt.with_passages``); the answer carries where they came from as an extension
+field, ``wxb_sources`` (streamed: on a last chunk with no choices, the usage chunk when asked
+for).
 """
 
 from __future__ import annotations
@@ -186,9 +192,33 @@ async def generation_request(request: Request, schema: type) -> tuple[Served, An
 # ----------------------------------------------------------------------------- chat
 
 
+async def with_retrieval(state: Served, messages: list[Message]
+                         ) -> tuple[list[Message], list[dict[str, Any]]]:
+    """The conversation with the passages retrieved for its last user turn in its system
+    message, and their sources (texts included)."""
+    from wxb.rag.prompt import with_passages
+
+    turns = [m.as_template_input() for m in messages]
+    query = next((t["content"] for t in reversed(turns) if t["role"] == "user"), None)
+    if query is None or not query.strip():
+        raise ApiError(400, "this server retrieves passages for the last user message, and "
+                       "the conversation has none with text", param="messages")
+    settings = state.settings
+    try:
+        result = await state.worker.call(
+            lambda: state.retriever.search(query, settings.rag_k, settings.rag_method))
+    except WxbError as err:
+        raise ApiError(400, str(err), param="messages") from None
+    turns, prompt = with_passages(turns, result.hits)
+    return [Message.model_validate(t) for t in turns], prompt.sources
+
+
 async def chat_completions(request: Request) -> Response:
     state, body = await generation_request(request, ChatRequest)
-    ids = await chat_prompt(state, body.messages)
+    messages, sources = body.messages, None
+    if state.retriever is not None:
+        messages, sources = await with_retrieval(state, body.messages)
+    ids = await chat_prompt(state, messages)
     check_ids(state, ids, "messages")
     budget = token_budget(state, ids, body.token_limit, None, "messages")
     top = (body.top_logprobs or 0) if body.logprobs else None
@@ -196,7 +226,7 @@ async def chat_completions(request: Request) -> Response:
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
             "model": state.model_id}
     if body.stream:
-        return event_stream(chat_chunks(state, body, choices, head, len(ids)))
+        return event_stream(chat_chunks(state, body, choices, head, len(ids), sources))
     if not await wait_unless_gone(drain(choices), request):
         return Response(status_code=499)
     return JSONResponse({
@@ -204,11 +234,13 @@ async def chat_completions(request: Request) -> Response:
         "choices": [{"index": c.index, "message": {"role": "assistant", "content": c.text},
                      "logprobs": chat_logprobs(state, c.tokens) if top is not None else None,
                      "finish_reason": c.finish_reason} for c in choices],
-        "usage": usage(len(ids), choices)})
+        "usage": usage(len(ids), choices),
+        **({"wxb_sources": sources} if sources is not None else {})})
 
 
 async def chat_chunks(state: Served, body: ChatRequest, choices: list[Choice],
-                      head: dict[str, Any], prompt_tokens: int) -> AsyncIterator[dict]:
+                      head: dict[str, Any], prompt_tokens: int,
+                      sources: list[dict[str, Any]] | None = None) -> AsyncIterator[dict]:
     head = {**head, "object": "chat.completion.chunk"}
     extra = {"usage": None} if body.include_usage else {}
 
@@ -225,8 +257,11 @@ async def chat_chunks(state: Served, body: ChatRequest, choices: list[Choice],
                         chat_logprobs(state, delta.tokens) if body.logprobs else None)
         if delta.finish_reason is not None:
             yield chunk(choice.index, {}, finish=delta.finish_reason)
+    retrieved = {"wxb_sources": sources} if sources is not None else {}
     if body.include_usage:
-        yield {**head, "choices": [], "usage": usage(prompt_tokens, choices)}
+        yield {**head, "choices": [], "usage": usage(prompt_tokens, choices), **retrieved}
+    elif retrieved:
+        yield {**head, "choices": [], **retrieved}
 
 
 # ----------------------------------------------------------------------------- completions

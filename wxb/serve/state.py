@@ -1,5 +1,6 @@
-"""What the server serves: its settings, and the model, tokenizer, engine and embedder that a
-start-up task loads (``Served.load`` on the engine's thread, then ``Served.start``)."""
+"""What the server serves: its settings, and the model, tokenizer, engine, embedder and
+retriever that a start-up task loads (``Served.load`` on the engine's thread, then
+``Served.start``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ class ServeSettings:
     choices ``max_n``, its stop strings (``max_stop`` of at most ``max_stop_length``
     characters). ``served_model_name`` is the id clients name (default: the folder's name).
     ``adapter``: a LoRA adapter folder (wxb or PEFT) applied to the model as it is served.
+    ``rag``: a ``wxb rag`` index folder; every chat request then gets the ``rag_k`` passages
+    that ``rag_method`` retrieves for its last user turn in a system message (searched with
+    the embedder the index was built with).
     """
 
     model: str | None
@@ -37,13 +41,16 @@ class ServeSettings:
     max_stop_length: int = 64
     served_model_name: str | None = None
     adapter: str | None = None
+    rag: str | None = None
+    rag_k: int = 5
+    rag_method: str = "hybrid"
 
     def check(self) -> None:
         if self.model is None and self.embedding_model is None:
             raise ConfigError("nothing to serve: give a model (a causal LM folder) or an "
                               "embedding model")
         for name in ("max_concurrency", "max_queue", "max_body_bytes", "max_n", "max_stop",
-                     "max_stop_length"):
+                     "max_stop_length", "rag_k"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
@@ -51,6 +58,15 @@ class ServeSettings:
             raise ConfigError("an adapter applies to a model: give the model it was trained on")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("api_key is empty; give a key or leave it out")
+        if self.rag is not None:
+            from wxb.rag.retrieve import METHODS
+
+            if self.model is None:
+                raise ConfigError("rag adds passages to chat requests: give the model that "
+                                  "answers them")
+            if self.rag_method not in METHODS:
+                raise ConfigError(f"rag_method {self.rag_method!r} is not a retrieval method; "
+                                  f"choose from {', '.join(METHODS)}")
 
 
 def _served_name(name: str) -> str:
@@ -68,8 +84,9 @@ def _folder(name: str) -> str | Path:
 class Served:
     """The server's state: ``status`` is "loading", then "ok" or "error" (with ``error``)."""
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, index: Any = None) -> None:
         self.settings = settings
+        self.index = index  # the rag index (a wxb.rag.index.Index), read by create_app
         self.status, self.error = "loading", None
         self.created = int(time.time())
         self.model_id = None if settings.model is None else (
@@ -85,6 +102,7 @@ class Served:
         self.engine: Engine | None = None
         self.eos_ids: frozenset[int] = frozenset()
         self.embedder: Any = None
+        self.retriever: Any = None
         self._token_texts: dict[int, str] = {}
 
     def load(self) -> None:
@@ -103,6 +121,11 @@ class Served:
             from wxb.tasks.embed.pipeline import SentenceEmbedder
 
             self.embedder = SentenceEmbedder(_folder(self.settings.embedding_model))
+        if self.index is not None:
+            from wxb.rag.retrieve import Retriever
+
+            self.retriever = Retriever(self.index)
+            self.retriever.prepare(self.settings.rag_method)
 
     def start(self) -> None:
         if self.model is not None:
