@@ -7,6 +7,7 @@
     from wxb.rag.retrieve import Retriever        # dense, BM25 or hybrid (reciprocal-rank fusion)
     from wxb.rag.prompt import build_prompt       # passages numbered [1]..[k], with their sources
     from wxb.rag.evaluate import evaluate         # hit rate, recall, MRR, nDCG per method
+    from wxb.rag.assistant import Assistant       # a chat model answering each turn from them
 
     docs = read_documents(["faq.csv"], template="question:{q} answer:{a}")
     embedder = Embedder("path/to/all-MiniLM-L6-v2")
@@ -14,6 +15,8 @@
     index.save("faq-index")
     hits = Retriever(Index.load("faq-index"), embedder).search("how do I ...", k=5).hits
     prompt = build_prompt("how do I ...", hits)       # prompt.text, prompt.sources
+    assistant = Assistant(Retriever(index, embedder), model, tokenizer, "From: {passages}")
+    turn = assistant.reply([], "how do I ...")        # turn.text, turn.sources, turn.history
 
 ``faiss-cpu`` and ``bm25s`` come with ``pip install 'wxb[rag]'``.
 """
