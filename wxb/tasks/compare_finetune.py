@@ -96,7 +96,9 @@ def compare_finetune(config: dict[str, Any], *, resume: bool | str = False,
                 f"{result['trainable_parameters']:,} trainable, training memory "
                 f"{result['memory_mib']['training']:.0f} MiB, {result['wall_time_s']:.0f} s")
 
-    return run.finish(_compare(runs, metric), metric=metric, config=run.config,
+    # The headline: the goal's metric, else how far the second variant is from the first.
+    headline = None if run.goals else f"{names[1]}_{metric}_gap"
+    return run.finish(_compare(runs, metric), metric=headline, config=run.config,
                       pipeline=pipeline,
                       variants={name: {k: result[k] for k in VARIANT_FIELDS}
                                 for name, result in runs.items()})

@@ -342,7 +342,7 @@ def evaluate_questions(model: Any, tokenizer: Any, questions: Sequence[SquadQues
     scores.update(no_answer_exact=baseline["exact"], no_answer_f1=baseline["f1"],
                   f1_over_no_answer=scores["f1"] - baseline["f1"])
     samples = []
-    for q, (answers, null) in zip(questions[:data.samples], found, strict=False):
+    for q, (_, null) in zip(questions[:data.samples], found, strict=False):
         one = squad_v2({q.id: predictions[q.id]}, {q.id: references[q.id]},
                        language=data.language)
         samples.append({"id": q.id, "question": q.question,
