@@ -77,9 +77,13 @@ class SentenceEmbedder:
     @torch.no_grad()
     def __call__(self, texts: str | list[str], batch_size: int = 32) -> torch.Tensor:
         texts = [texts] if isinstance(texts, str) else list(texts)
+        # Longest first, as sentence-transformers does: texts of similar length share a
+        # batch and pad less (padding changes no vector); the result is in the given order.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+            batch = [texts[i] for i in order[start:start + batch_size]]
+            enc = self.tokenizer(batch, padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt")
             enc = {k: v.to(self.model.device) for k, v in enc.items()
                    if k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -89,7 +93,11 @@ class SentenceEmbedder:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
             out.append(vectors.float().cpu())
         dim = self.model.config.hidden_size
-        return torch.cat(out) if out else torch.empty(0, dim)
+        if not out:
+            return torch.empty(0, dim)
+        vectors = torch.empty(len(texts), out[0].shape[-1])
+        vectors[torch.tensor(order)] = torch.cat(out)
+        return vectors
 
     def similarity(self, a: str | list[str], b: str | list[str]) -> torch.Tensor:
         x = torch.nn.functional.normalize(self(a), dim=-1)
