@@ -144,11 +144,11 @@ class DataSection(Section):
         at_least("data.max_answer_len", self.max_answer_len, 1)
         at_least("data.samples", self.samples, 0)
         check_lengths(self.max_length, self.doc_stride)
-        if self.null_threshold == "validation" and self.given("path") \
-                and not self.validation_size:
+        if self.null_threshold == "validation" and not (
+                self.validation_size if self.given("path") else self.given("validation")):
             raise ConfigError("data.null_threshold: validation chooses the threshold on the "
-                              "validation split; give data.validation_size > 0 (or a number "
-                              "as null_threshold)")
+                              "validation split; give data.validation_size > 0 (with path) or "
+                              "data.validation (with train), or a number as null_threshold")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in super().to_dict().items()
@@ -238,10 +238,7 @@ def train_question_answering(config: dict[str, Any], *, resume: bool | str = Fal
 
     metrics: dict[str, float] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
-    threshold = data.null_threshold
-    if threshold == "validation" and "validation" not in splits:
-        raise ConfigError("data.null_threshold: validation needs a validation split; give "
-                          "data.validation (or a number as null_threshold)")
+    threshold = data.null_threshold  # "validation": DataSection made sure there is one
     applied: dict[str, float | None] = {}  # split -> the null threshold its answers had
     for name, prefix in scored:  # validation first: its best threshold may serve the test
         applied[name] = (None if name == "validation" else metrics["eval_best_f1_thresh"]) \
