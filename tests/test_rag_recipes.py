@@ -13,14 +13,15 @@ import pytest
 from test_rag import MINILM, run_wxb, save_chat_model
 
 from wxb.errors import ConfigError
+from wxb.metrics.retrieval import retrieval_metrics
 from wxb.rag.assistant import Assistant
 from wxb.rag.chunk import chunk_documents
 from wxb.rag.documents import Document, read_documents
 from wxb.rag.embed import Embedder
-from wxb.rag.evaluate import Query, evaluate
+from wxb.rag.evaluate import Query, cross_fit_fusion, evaluate
 from wxb.rag.index import Index
 from wxb.rag.prompt import SYSTEM_TEMPLATE, numbered_passages, with_passages
-from wxb.rag.retrieve import Retriever
+from wxb.rag.retrieve import Fusion, Retriever
 from wxb.recipes import load_recipe, run_recipe
 from wxb.tasks import run_task
 from wxb.tasks.models import load_chat_model
@@ -183,7 +184,7 @@ def test_retrieval_eval_recipe_runs_on_stand_ins(tmp_path, monkeypatch, capsys, 
     assert result["task"] == "retrieval-eval" and result["metric"] == "hybrid_margin_ndcg@10"
     assert {"cpu", "threads"} <= set(result["machine"])
     assert list(result["table"]) == ["faq", "squad2", "cmrc2018"]
-    assert all(list(t) == ["dense", "bm25", "hybrid"] for t in result["table"].values())
+    assert all(list(t) == ["dense", "bm25", "rrf", "hybrid"] for t in result["table"].values())
     faq, squad, cmrc = result["sets"]
     # 40 rows, one without an answer; rows 30 and 31 share one answer text, indexed once.
     assert (faq["queries"], faq["documents"], faq["skipped"], faq["shared_gold"]) == (
@@ -196,17 +197,27 @@ def test_retrieval_eval_recipe_runs_on_stand_ins(tmp_path, monkeypatch, capsys, 
     assert result["expected"]["met"] == (min(margins) >= 0)
     best = result["best"]["faq"]
     assert result["metrics"]["faq_best_recall@5"] == best["recall@5"] == max(
-        result["table"]["faq"][m]["recall@5"] for m in ("dense", "bm25", "hybrid"))
+        result["table"]["faq"][m]["recall@5"] for m in ("dense", "bm25", "rrf", "hybrid"))
 
-    # The table is wxb.rag.evaluate's on the saved index, the gold each pair's own answer.
+    # The table is wxb.rag.evaluate's on the saved index, the gold each pair's own answer:
+    # plain RRF as the rrf row, the convex fusion cross-fitted over 5 folds as the hybrid row.
     index = Index.load(faq["index"])
     assert len({c.document_id for c in index.chunks}) == 38
+    assert faq["chunking"] == {"by": "tokens", "size": 4096, "overlap": 0}   # the set's own
+    assert squad["chunking"] == {"by": "tokens", "size": 128, "overlap": 32}
+    fusion = result["fusion"]["faq"]
+    assert index.info["fusion"] == {"how": "convex", "dense_weight": fusion["weight"]}
     rows = faq_rows(40)
     ids = {r["answer"]: f"faq_hsinchu:{n}" for n, r in reversed(list(enumerate(rows, 1)))}
     queries = [Query(str(n), r["question"], {ids[r["answer"]]: 1.0})
                for n, r in enumerate(rows, 1) if r["answer"]]
     assert queries[29].gold == queries[28].gold == {"faq_hsinchu:30": 1.0}
-    direct = evaluate(Retriever(index, embedder), queries, ks=(1, 5, 10))["metrics"]
+    plain = Retriever(index, embedder, Fusion("rrf", 0.5))
+    direct = evaluate(plain, queries, ks=(1, 5, 10))["metrics"]
+    direct["rrf"] = direct.pop("hybrid")
+    fitted = cross_fit_fusion(plain, queries, "convex", folds=5, seed=0)
+    assert fitted["fold_weights"] == fusion["fold_weights"] and len(fusion["fold_weights"]) == 5
+    direct["hybrid"] = retrieval_metrics(fitted["rankings"], {q.id: q.gold for q in queries})
     for method, scores in direct.items():
         assert scores == pytest.approx(result["table"]["faq"][method])
     code, stdout, err = run_wxb(capsys, "rag", "search", squad["index"], "Normans", "-k", "1")

@@ -25,7 +25,13 @@ IndexDir = Annotated[Path, typer.Argument(help="an index folder made by wxb rag 
 EmbedderDir = Annotated[Path | None, typer.Option(
     help="the embedder folder (default: the one the index was built with)",
     show_default=False)]
-Method = Annotated[str, typer.Option(help="dense, bm25 or hybrid (reciprocal-rank fusion)")]
+Method = Annotated[str, typer.Option(help="dense, bm25 or hybrid (the two fused)")]
+FusionHow = Annotated[str | None, typer.Option(
+    "--fusion", help="how hybrid fuses: rrf (reciprocal ranks) or convex (min-max scaled "
+                     "scores); default: the index's, else rrf", show_default=False)]
+DenseWeight = Annotated[float | None, typer.Option(
+    help="the dense ranking's weight in hybrid, 0 to 1 (BM25's: 1 minus it); default: the "
+         "index's, else 0.5", show_default=False)]
 TopHits = Annotated[int, typer.Option("-k", "--passages", help="how many passages")]
 
 
@@ -54,6 +60,7 @@ def index(
     overlap: Annotated[int | None, typer.Option(
         help="units two chunks share (default: 32 tokens, 1 sentence, 0 paragraphs)",
         show_default=False)] = None,
+    fusion: FusionHow = None, dense_weight: DenseWeight = None,
 ) -> None:
     """Chunk and embed documents into an index folder.
 
@@ -62,10 +69,13 @@ def index(
     Example: wxb rag index faq.csv --template "question:{q} answer:{a}" --embedder DIR --out faq
     """
     from wxb.rag.index import describe, index_files
+    from wxb.rag.retrieve import Fusion
 
+    given = {k: v for k, v in (("how", fusion), ("dense_weight", dense_weight)) if v is not None}
+    chosen = Fusion(**given) if given else None   # checked before anything is embedded
     built = index_files(documents, embedder, out, column=column, template=template,
                         id_column=id_column, chunk_by=chunk_by, chunk_size=chunk_size,
-                        overlap=overlap, log=_log)
+                        overlap=overlap, fusion=chosen, log=_log)
     truncated = built.info["truncated_chunks"]
     if truncated:
         _log(f"note: {truncated} chunks were longer than the embedder's "
@@ -92,14 +102,13 @@ def _note_truncation(result: SearchResult, retriever: Retriever) -> None:
 @rag_app.command("search", no_args_is_help=True)
 def search(index: IndexDir,
            query: Annotated[str, typer.Argument(help="what to look for", show_default=False)],
-           k: TopHits = 5, method: Method = "hybrid", embedder: EmbedderDir = None) -> None:
+           k: TopHits = 5, method: Method = "hybrid", embedder: EmbedderDir = None,
+           fusion: FusionHow = None, dense_weight: DenseWeight = None) -> None:
     """Print the passages that best match a query, best first.
 
     Example: wxb rag search docs-index "opening hours" -k 3 --method bm25
     """
-    from wxb.rag.retrieve import Retriever
-
-    retriever = Retriever(index, embedder)
+    retriever = _retriever(index, embedder, fusion, dense_weight)
     result = retriever.search(query, k, method)
     _note_truncation(result, retriever)
     if not result.hits:
@@ -118,18 +127,31 @@ def evaluate(index: IndexDir,
              cutoff: Annotated[list[int] | None, typer.Option(
                  "-k", "--cutoff", help="the k of the @k metrics (repeat; default: 1, 5, 10)",
                  show_default=False)] = None,
-             embedder: EmbedderDir = None) -> None:
+             embedder: EmbedderDir = None, fusion: FusionHow = None,
+             dense_weight: DenseWeight = None) -> None:
     """Score retrieval on queries with known relevant documents; print the table as JSON.
 
     Example: wxb rag eval faq-index faq-queries.jsonl --method bm25 --method hybrid
     """
     from wxb.rag.evaluate import evaluate as score
     from wxb.rag.evaluate import read_queries
-    from wxb.rag.retrieve import METHODS, Retriever
+    from wxb.rag.retrieve import METHODS
 
     asked = read_queries(queries)
-    result = score(Retriever(index, embedder), asked, method or METHODS, cutoff or (1, 5, 10))
-    print(json.dumps({"index": str(index), **result}, indent=2, ensure_ascii=False))
+    retriever = _retriever(index, embedder, fusion, dense_weight)
+    result = score(retriever, asked, method or METHODS, cutoff or (1, 5, 10))
+    print(json.dumps({"index": str(index), "fusion": retriever.fusion.to_dict(), **result},
+                     indent=2, ensure_ascii=False))
+
+
+def _retriever(index: Path, embedder: Path | None, fusion: str | None,
+               dense_weight: float | None) -> Retriever:
+    """A retriever over ``index``, fusing as the index says unless the flags say otherwise."""
+    from wxb.rag.retrieve import Fusion, Retriever
+
+    retriever = Retriever(index, embedder)
+    retriever.fusion = Fusion.of(retriever.index, fusion, dense_weight)
+    return retriever
 
 
 @rag_app.command("ask", no_args_is_help=True)
@@ -139,6 +161,7 @@ def ask(index: IndexDir,
             help="a chat model folder or .gguf file to answer with (without it: the passages "
                  "only)", show_default=False)] = None,
         k: TopHits = 5, method: Method = "hybrid", embedder: EmbedderDir = None,
+        fusion: FusionHow = None, dense_weight: DenseWeight = None,
         max_new_tokens: MaxNew = 256, sample: Sample = False, temperature: Temperature = 0.7,
         top_k: TopK = 50, top_p: TopP = 0.9, seed: Seed = None) -> None:
     """Answer a question from the passages retrieved for it, then print their sources.
@@ -146,9 +169,8 @@ def ask(index: IndexDir,
     Example: wxb rag ask faq-index "How do I renew my card?" --model runs/sft-chat-zh/model
     """
     from wxb.rag.prompt import build_prompt, stream_answer
-    from wxb.rag.retrieve import Retriever
 
-    retriever = Retriever(index, embedder)
+    retriever = _retriever(index, embedder, fusion, dense_weight)
     result = retriever.search(question, k, method)
     _note_truncation(result, retriever)
     if model is None:
@@ -183,6 +205,7 @@ def chat(index: IndexDir,
                   "(default: answer from the passages, cite them as [1])",
              show_default=False)] = None,
          k: TopHits = 5, method: Method = "hybrid", embedder: EmbedderDir = None,
+         fusion: FusionHow = None, dense_weight: DenseWeight = None,
          max_new_tokens: MaxNew = 256, sample: Sample = False, temperature: Temperature = 0.7,
          top_k: TopK = 50, top_p: TopP = 0.9, seed: Seed = None) -> None:
     """Talk with a chat model that answers each of your lines from the passages retrieved
@@ -193,11 +216,10 @@ def chat(index: IndexDir,
     """
     from wxb.rag.assistant import Assistant
     from wxb.rag.prompt import SYSTEM_TEMPLATE
-    from wxb.rag.retrieve import Retriever
     from wxb.tasks.causal_lm.pipeline import default_chat_model
     from wxb.tasks.models import load_chat_model
 
-    retriever = Retriever(index, embedder)
+    retriever = _retriever(index, embedder, fusion, dense_weight)
     if model is None:
         model = str(default_chat_model())
         _log(f"chat: no --model given, talking with {model}")

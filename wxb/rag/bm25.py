@@ -4,8 +4,13 @@ k1 = 1.5, b = 0.75).
 Texts become terms the same way for passages and queries: lower-cased; a text with Chinese or
 Japanese characters is converted to Simplified script (OpenCC ``t2s``, because jieba's
 dictionary is Simplified) and cut into words by jieba; each word (or a text without CJK) is then
-split into runs of letters and digits (``\\w+``), so punctuation never is a term. There is no
-stemming and no stop-word list.
+split into runs of letters and digits (``\\w+``), so punctuation never is a term. Every run of
+CJK characters also gives its overlapping character pairs (``新竹市`` -> ``新竹``, ``竹市``), the
+terms of Lucene's CJK analyzer: a query then matches a passage that jieba cut differently
+(``市民卡`` against ``市民`` + ``卡``); a two-character word counts twice, as a word and as a
+pair. On the Hsinchu FAQ the pairs raise BM25's nDCG@10 from
+0.780 to 0.821 and on CMRC 2018 dev from 0.979 to 0.987 (whole paragraphs, k1 = 1.5, b = 0.75).
+There is no stemming and no stop-word list.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import numpy as np
 
 from wxb.rag import require_module
 
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+CJK_CHARACTERS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK = re.compile(f"[{CJK_CHARACTERS}]")
+CJK_RUN = re.compile(f"[{CJK_CHARACTERS}]{{2,}}")
 WORD = re.compile(r"\w+")
 
 
@@ -29,8 +36,10 @@ def bm25_terms(text: str) -> list[str]:
     from wxb.tokenizers.normalize import Normalizer
     from wxb.tokenizers.word import _jieba
 
-    words = _jieba(()).lcut(Normalizer("t2s")(text))
-    return [term for word in words for term in WORD.findall(word)]
+    text = Normalizer("t2s")(text)
+    words = [term for word in _jieba(()).lcut(text) for term in WORD.findall(word)]
+    pairs = [run[i:i + 2] for run in CJK_RUN.findall(text) for i in range(len(run) - 1)]
+    return words + pairs
 
 
 class BM25:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from wxb.rag import require_module
 from wxb.rag.bm25 import BM25
 from wxb.rag.chunk import Chunk
 from wxb.rag.embed import Embedder
+
+if TYPE_CHECKING:
+    from wxb.rag.retrieve import Fusion
 
 FORMAT = "wxb-rag-index"
 VERSION = 1
@@ -181,9 +184,11 @@ def _read_chunks(path: Path) -> list[Chunk]:
 def index_files(paths: Sequence[str | Path], embedder: Embedder | str | Path, out: str | Path, *,
                 column: str = "text", template: str | None = None, id_column: str = "id",
                 chunk_by: str = "tokens", chunk_size: int | None = None,
-                overlap: int | None = None, log: Callable[[str], None] | None = None) -> Index:
+                overlap: int | None = None, fusion: Fusion | None = None,
+                log: Callable[[str], None] | None = None) -> Index:
     """Read documents (``wxb.rag.documents``), chunk them (``wxb.rag.chunk``; by tokens of the
-    embedder's tokenizer), embed and save the index to ``out``; returns it."""
+    embedder's tokenizer), embed and save the index to ``out``, with the ``fusion`` its hybrid
+    searches use (absent: plain RRF); returns it."""
     from wxb.rag.chunk import chunk_documents, chunk_settings
     from wxb.rag.documents import read_documents
 
@@ -196,7 +201,9 @@ def index_files(paths: Sequence[str | Path], embedder: Embedder | str | Path, ou
     if log is not None:
         log(f"{len(documents)} documents -> {len(chunks)} chunks ({chunk_by}, size {size}, "
             f"overlap {overlap})")
-    index = Index.build(chunks, embedder, {"chunking": {"by": chunk_by, "size": size,
-                                                        "overlap": overlap}}, log=log)
+    info: dict[str, Any] = {"chunking": {"by": chunk_by, "size": size, "overlap": overlap}}
+    if fusion is not None:
+        info["fusion"] = fusion.to_dict()
+    index = Index.build(chunks, embedder, info, log=log)
     index.save(out)
     return index

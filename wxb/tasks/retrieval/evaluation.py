@@ -5,8 +5,10 @@ of its passages, its queries scored with dense, BM25 and hybrid retrieval side b
     data:
       sets:
         - {name: faq, format: pairs, path: course/faq_hsinchu.csv}   # question / answer columns
-        - {name: squad2, format: squad, path: squad2_dev_subset/squad2_dev_first5.json}
+        - {name: squad2, format: squad, path: squad2_dev_subset/squad2_dev_first5.json,
+           chunk_size: 128}                                          # this set's own chunking
     index: {chunk_by: tokens, chunk_size: 128, overlap: 32, save: true}
+    fusion: {how: convex, folds: 5, seed: 0}       # the hybrid row's fusion, its weight chosen
 
 A set is one of:
 
@@ -20,15 +22,24 @@ A set is one of:
   (paragraphs of the same text are one document). Unanswerable questions are skipped and
   counted.
 
-Documents are chunked (``wxb.rag.chunk``; by tokens of the embedder by default) and ranked by
-their best chunk (``wxb.rag.evaluate``). The metrics (``wxb.metrics.retrieval``, as trec_eval)
-are hit rate, recall and MRR at 1, 5 and 10 and nDCG at the same cutoffs, named
-``<set>_<method>_<metric>@<k>``; ``<set>_hybrid_margin_ndcg@10`` is hybrid's nDCG@10 minus the
-better of dense and BM25 on that set, and ``hybrid_margin_ndcg@10`` the smallest over the sets
-(>= 0: hybrid at least as good as the better single method everywhere). ``<set>_best_recall@5``
-is the best method's recall@5 (``best`` in result.json names the method). With ``index.save``
-each set's index is kept under ``<output_dir>/indexes/<set>`` (search it with ``wxb rag
-search``).
+Documents are chunked (``wxb.rag.chunk``; by tokens of the embedder by default; a set's
+``chunk_by`` / ``chunk_size`` / ``overlap`` replace the index section's for it) and ranked by
+their best chunk (``wxb.rag.evaluate``). Four methods are scored (``ROWS``): ``dense``,
+``bm25``, ``rrf`` (plain reciprocal-rank fusion, equal weights, k = 60) and ``hybrid`` (the
+``fusion`` section's: by default the convex combination of min-max scaled scores, its dense
+weight cross-fitted: the queries are dealt into ``folds`` and each fold is ranked with the
+weight from ``weights`` that has the best nDCG@10 on the other folds, so that no query's score
+comes from a weight chosen on it; ``wxb.rag.evaluate.cross_fit_fusion``). result.json's
+``fusion`` records each set's fold weights and the weight that is best over all its queries,
+which is the fusion its saved index is searched with.
+
+The metrics (``wxb.metrics.retrieval``, as trec_eval) are hit rate, recall and MRR at 1, 5 and
+10 and nDCG at the same cutoffs, named ``<set>_<method>_<metric>@<k>``;
+``<set>_hybrid_margin_ndcg@10`` is hybrid's nDCG@10 minus the better of dense and BM25 on that
+set, and ``hybrid_margin_ndcg@10`` the smallest over the sets (>= 0: hybrid at least as good as
+the better single method everywhere). ``<set>_best_recall@5`` is the best method's recall@5
+(``best`` in result.json names the method). With ``index.save`` each set's index is kept under
+``<output_dir>/indexes/<set>`` (search it with ``wxb rag search``).
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from wxb.tasks.run import Run
 from wxb.tasks.sections import Section
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+ROWS = ("dense", "bm25", "rrf", "hybrid")
 CUTOFFS = (1, 5, 10)
 COMPARED = "ndcg@10"   # the score hybrid is compared on
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -59,13 +71,17 @@ class EmbedderSection(Section):
 @dataclasses.dataclass
 class SetSection(Section):
     """One set to score: its ``name`` (in the metric names), its ``format`` and file; a
-    pairs table's question and answer columns."""
+    pairs table's question and answer columns; chunking of its own (where not given: the
+    index section's)."""
 
     name: str | None = None
     format: Literal["pairs", "squad"] | None = None
     path: str | None = None
     question_column: str = "question"
     answer_column: str = "answer"
+    chunk_by: Literal["tokens", "sentences", "paragraphs"] | None = None
+    chunk_size: int | None = None
+    overlap: int | None = None
 
     def check(self) -> None:
         where = self.section_name
@@ -118,15 +134,40 @@ class IndexSection(Section):
             raise ConfigError(f"index.batch_size must be at least 1, got {self.batch_size}")
 
 
-SECTIONS = {"model": EmbedderSection, "data": DataSection, "index": IndexSection}
+@dataclasses.dataclass
+class FusionSection(Section):
+    """The hybrid row's fusion (``rrf`` or ``convex``) and how its dense weight is chosen:
+    from ``weights``, cross-fitted over ``folds`` of the queries dealt with ``seed``."""
+
+    how: Literal["rrf", "convex"] = "convex"
+    weights: list[float] = dataclasses.field(default_factory=lambda: list(_weights()))
+    folds: int = 5
+    seed: int = 0
+
+    def check(self) -> None:
+        if not self.weights or not all(isinstance(w, int | float) and 0 <= w <= 1
+                                       for w in self.weights):
+            raise ConfigError(f"fusion.weights must be a list of numbers from 0 to 1, got "
+                              f"{self.weights!r}")
+        if self.folds < 2:
+            raise ConfigError(f"fusion.folds must be at least 2, got {self.folds}")
+
+
+def _weights() -> tuple[float, ...]:
+    from wxb.rag.evaluate import WEIGHTS
+
+    return WEIGHTS
+
+
+SECTIONS = {"model": EmbedderSection, "data": DataSection, "index": IndexSection,
+            "fusion": FusionSection}
 
 
 def metric_names(sets: list[SetSection]) -> list[str]:
     """Every metric a run over ``sets`` reports (see the module's docstring)."""
     from wxb.metrics.retrieval import METRICS
-    from wxb.rag.retrieve import METHODS
 
-    names = [f"{s.name}_{method}_{metric}@{k}" for s in sets for method in METHODS
+    names = [f"{s.name}_{method}_{metric}@{k}" for s in sets for method in ROWS
              for metric in METRICS for k in CUTOFFS]
     names += [f"{s.name}_{what}" for s in sets for what in (f"hybrid_margin_{COMPARED}",
                                                             "best_recall@5")]
@@ -188,58 +229,92 @@ def _squad(path: Path) -> tuple[list[Any], list[Any], dict[str, Any]]:
 
 def evaluate_retrieval(config: dict[str, Any], *, resume: bool | str = False,
                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Score dense, BM25 and hybrid retrieval on every set; return the result (also written
-    to ``result.json``). ``resume`` is accepted for the registry's signature: nothing here
-    trains, so a run always starts over."""
+    """Score dense, BM25, plain RRF and the configured hybrid on every set; return the result
+    (also written to ``result.json``). ``resume`` is accepted for the registry's signature:
+    nothing here trains, so a run always starts over."""
     from wxb.hub import resolve
-    from wxb.rag.chunk import chunk_documents
     from wxb.rag.embed import Embedder
-    from wxb.rag.evaluate import evaluate
-    from wxb.rag.index import Index
-    from wxb.rag.retrieve import METHODS, Retriever
 
     run = Run("retrieval-eval", config, SECTIONS, log=log)
     sets = run["data"].parsed
     run.expect(metric_names(sets))
-    index = run["index"]
+    chunking = {spec.name: set_chunking(spec, run["index"]) for spec in sets}  # checked first
     folder = resolve(run["model"].pretrained)
-    embedder = Embedder(folder, batch_size=index.batch_size)
+    embedder = Embedder(folder, batch_size=run["index"].batch_size)
     metrics: dict[str, float] = {}
-    records, table, best = [], {}, {}
+    records, table, best, fusion = [], {}, {}, {}
     for spec in sets:
-        documents, queries, counts = read_set(spec)
-        chunks = chunk_documents(documents, index.chunk_by, index.chunk_size, index.overlap,
-                                 tokenizer=embedder.tokenizer)
-        run.log(f"{spec.name}: {len(queries)} queries, {len(documents)} documents -> "
-                f"{len(chunks)} chunks; embedding")
-        built = Index.build(chunks, embedder, {"chunking": {
-            "by": index.chunk_by, "size": index.chunk_size, "overlap": index.overlap}})
-        saved = None
-        if index.save:
-            saved = str(built.save(run.output_dir / "indexes" / spec.name))
-        scored = evaluate(Retriever(built, embedder), queries, METHODS, CUTOFFS)
-        table[spec.name] = scored["metrics"]
-        for method, scores in scored["metrics"].items():
+        table[spec.name], fusion[spec.name], record = score_set(run, spec, embedder,
+                                                                   chunking[spec.name])
+        records.append(record)
+        for method, scores in table[spec.name].items():
             metrics.update({f"{spec.name}_{method}_{k}": v for k, v in scores.items()})
         single = max(table[spec.name][m][COMPARED] for m in ("dense", "bm25"))
         metrics[f"{spec.name}_hybrid_margin_{COMPARED}"] = (
             table[spec.name]["hybrid"][COMPARED] - single)
-        method = max(METHODS, key=lambda m: table[spec.name][m]["recall@5"])
+        method = max(ROWS, key=lambda m: table[spec.name][m]["recall@5"])
         best[spec.name] = {"method": method, "recall@5": table[spec.name][method]["recall@5"]}
         metrics[f"{spec.name}_best_recall@5"] = best[spec.name]["recall@5"]
-        records.append({"name": spec.name, "format": spec.format, "path": spec.path,
-                        "queries": len(queries), "documents": len(documents),
-                        "chunks": len(chunks), "truncated_chunks":
-                        built.info["truncated_chunks"],
-                        "truncated_queries": scored["truncated_queries"], **counts,
-                        "index": saved})
         for line in format_table(spec.name, table[spec.name]):
             run.log(line)
     metrics[f"hybrid_margin_{COMPARED}"] = min(
         metrics[f"{s.name}_hybrid_margin_{COMPARED}"] for s in sets)
     return run.finish(metrics, metric=f"hybrid_margin_{COMPARED}", model_dir=folder,
-                      sets=records, table=table, best=best,
+                      sets=records, table=table, best=best, fusion=fusion,
                       embedder=embedder.identity)
+
+
+def set_chunking(spec: SetSection, index: IndexSection) -> tuple[str, int, int]:
+    """A set's chunking: its own fields where given, else the index section's (but a set that
+    chunks by another unit gets that unit's default size and overlap, not the section's)."""
+    from wxb.rag.chunk import chunk_settings
+
+    by = spec.chunk_by or index.chunk_by
+    same = by == index.chunk_by
+    size = spec.chunk_size if spec.chunk_size is not None else (index.chunk_size if same else None)
+    overlap = spec.overlap if spec.overlap is not None else (index.overlap if same else None)
+    return (by, *chunk_settings(by, size, overlap))
+
+
+def score_set(run: Run, spec: SetSection, embedder: Any, chunking: tuple[str, int, int]
+              ) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, Any]]:
+    """One set's table (a row a method of ``ROWS``), its hybrid weights and its record."""
+    from wxb.metrics.retrieval import retrieval_metrics
+    from wxb.rag.chunk import chunk_documents
+    from wxb.rag.evaluate import cross_fit_fusion, evaluate
+    from wxb.rag.index import Index
+    from wxb.rag.retrieve import METHODS, Fusion, Retriever
+
+    index, settings = run["index"], run["fusion"]
+    chunk_by, size, overlap = chunking
+    documents, queries, counts = read_set(spec)
+    chunks = chunk_documents(documents, chunk_by, size, overlap, tokenizer=embedder.tokenizer)
+    run.log(f"{spec.name}: {len(queries)} queries, {len(documents)} documents -> "
+            f"{len(chunks)} chunks ({chunk_by}, size {size}, overlap {overlap}); embedding")
+    built = Index.build(chunks, embedder, {"chunking": {"by": chunk_by, "size": size,
+                                                        "overlap": overlap}})
+    retriever = Retriever(built, embedder, Fusion("rrf", 0.5))
+    scored = evaluate(retriever, queries, METHODS, CUTOFFS)
+    table = dict(scored["metrics"])
+    table["rrf"] = table.pop("hybrid")
+    fitted = cross_fit_fusion(retriever, queries, settings.how, settings.weights,
+                              settings.folds, settings.seed, COMPARED, max(CUTOFFS))
+    table["hybrid"] = retrieval_metrics(fitted["rankings"], {q.id: q.gold for q in queries},
+                                        CUTOFFS)
+    weights = {"how": settings.how, "fold_weights": fitted["fold_weights"],
+               "weight": fitted["weight"]}
+    run.log(f"{spec.name}: hybrid ({settings.how}) dense weights by fold "
+            f"{fitted['fold_weights']}; over all the queries {fitted['weight']}")
+    saved = None
+    if index.save:
+        built.info["fusion"] = Fusion(settings.how, fitted["weight"]).to_dict()
+        saved = str(built.save(run.output_dir / "indexes" / spec.name))
+    record = {"name": spec.name, "format": spec.format, "path": spec.path,
+              "queries": len(queries), "documents": len(documents), "chunks": len(chunks),
+              "chunking": built.info["chunking"],
+              "truncated_chunks": built.info["truncated_chunks"],
+              "truncated_queries": scored["truncated_queries"], **counts, "index": saved}
+    return table, weights, record
 
 
 def format_table(name: str, scores: dict[str, dict[str, float]]) -> list[str]:
