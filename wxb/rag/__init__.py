@@ -4,7 +4,7 @@
     from wxb.rag.chunk import chunk_documents     # by tokens, sentences or paragraphs
     from wxb.rag.embed import Embedder            # a BERT folder, pooled as sentence-transformers
     from wxb.rag.index import Index               # faiss inner product, saved as a folder
-    from wxb.rag.retrieve import Retriever        # dense, BM25 or hybrid (reciprocal-rank fusion)
+    from wxb.rag.retrieve import Retriever        # dense, BM25 or hybrid (RRF or convex fusion)
     from wxb.rag.prompt import build_prompt       # passages numbered [1]..[k], with their sources
     from wxb.rag.evaluate import evaluate         # hit rate, recall, MRR, nDCG per method
     from wxb.rag.assistant import Assistant       # a chat model answering each turn from them

@@ -317,7 +317,7 @@ class ModelTools:
     def search(self, query: Query, k: TopK = 5,
                method: Literal["dense", "bm25", "hybrid"] = "hybrid") -> dict[str, Any]:
         """Find the passages of the index that best match a query, best first: dense
-        (embeddings), bm25 (terms) or hybrid (both, by reciprocal-rank fusion); each passage
+        (embeddings), bm25 (terms) or hybrid (both, fused as the index says); each passage
         with its document id and character offsets there."""
         result = self.retriever.search(query, k, method)
         return {"query": query, "method": method, "truncated": result.truncated,

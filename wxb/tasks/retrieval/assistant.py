@@ -6,7 +6,8 @@ sources and whether the gold passage was retrieved.
     embedder:  {pretrained: sentence-transformers/all-MiniLM-L6-v2}
     data:      {path: course/faq_hsinchu.csv, template: "問：{question}\\n答：{answer}",
                 chunk_size: 4096, overlap: 0}        # as `wxb rag index`'s flags
-    assistant: {system_prompt: "你是客服人員…\\n\\n{passages}", k: 10, method: dense,
+    assistant: {system_prompt: "你是客服人員…\\n\\n{passages}", k: 10, method: hybrid,
+                fusion: convex, dense_weight: 0.2,     # recorded in the index
                 max_new_tokens: 200, generation: {repetition_penalty: 1.2}}
     samples:   {questions: [{question: "...", gold: "faq_hsinchu:3"}, ...],
                 one_conversation: true}
@@ -70,12 +71,15 @@ class DocumentsSection(Section):
 @dataclasses.dataclass
 class AssistantSection(Section):
     """The system prompt (``{passages}`` where the numbered passages go), the passages a turn
-    (``k``), the retrieval ``method``, and the answer's length and other generation
-    settings (GenerationConfig fields; greedy unless they say ``do_sample``)."""
+    (``k``), the retrieval ``method`` (for hybrid: its ``fusion`` and ``dense_weight``, as
+    ``wxb rag index``'s flags, recorded in the index), and the answer's length and other
+    generation settings (GenerationConfig fields; greedy unless they say ``do_sample``)."""
 
     system_prompt: str | None = None
     k: int = 10
     method: Literal["dense", "bm25", "hybrid"] = "dense"
+    fusion: Literal["rrf", "convex"] = "rrf"
+    dense_weight: float = 0.5
     max_new_tokens: int = 256
     generation: dict = dataclasses.field(default_factory=dict)
 
@@ -89,6 +93,9 @@ class AssistantSection(Section):
             if getattr(self, key) < 1:
                 raise ConfigError(f"assistant.{key} must be at least 1, got "
                                   f"{getattr(self, key)}")
+        if not 0 <= self.dense_weight <= 1:
+            raise ConfigError(f"assistant.dense_weight must be from 0 to 1, got "
+                              f"{self.dense_weight}")
 
 
 @dataclasses.dataclass
@@ -130,7 +137,7 @@ def run_assistant(config: dict[str, Any], *, resume: bool | str = False,
     from wxb.rag.assistant import Assistant
     from wxb.rag.embed import Embedder
     from wxb.rag.index import index_files
-    from wxb.rag.retrieve import Retriever
+    from wxb.rag.retrieve import Fusion, Retriever
     from wxb.tasks.models import load_chat_model
 
     run = Run("rag-assistant", config, SECTIONS, log=log)
@@ -140,7 +147,8 @@ def run_assistant(config: dict[str, Any], *, resume: bool | str = False,
     index = index_files([data.path], embedder, run.output_dir / "index", column=data.column,
                         template=data.template, id_column=data.id_column,
                         chunk_by=data.chunk_by, chunk_size=data.chunk_size,
-                        overlap=data.overlap, log=run.log)
+                        overlap=data.overlap,
+                        fusion=Fusion(settings.fusion, settings.dense_weight), log=run.log)
     known = {c.document_id for c in index.chunks}
     for number, sample in enumerate(samples.questions):
         missing = [g for g in sample["gold"] if g not in known]
