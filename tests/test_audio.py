@@ -26,7 +26,7 @@ from wxb.audio import (
     read_audio,
     resample,
 )
-from wxb.errors import CheckpointError, DataError
+from wxb.errors import CheckpointError, ConfigError, DataError
 
 RATE = 16000
 TOLERANCE = 1e-4
@@ -188,6 +188,8 @@ def test_preprocessor_config_errors_name_the_file(tmp_path):
     path.write_text(json.dumps({"feature_size": "eighty"}))
     with pytest.raises(CheckpointError, match=r"preprocessor_config.json: .*feature_size must"):
         WhisperFeatureExtractor.from_pretrained(path)
+    with pytest.raises(ConfigError, match="dither must be a number of 0 or more, got -1"):
+        WhisperFeatureExtractor(dither=-1)
 
 
 def test_feature_extractor_refuses_another_sampling_rate_and_bad_shapes():

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from wxb.audio.io import SAMPLING_RATE
-from wxb.errors import CheckpointError, DataError
+from wxb.errors import CheckpointError, ConfigError, DataError
 from wxb.io import atomic_write_json, read_json_object
 from wxb.tokenizers.base import BatchEncoding
 
@@ -162,8 +162,13 @@ class WhisperFeatureExtractor:
                             ("hop_length", hop_length), ("chunk_length", chunk_length),
                             ("n_fft", n_fft)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise CheckpointError(f"WhisperFeatureExtractor: {name} must be a positive "
-                                      f"integer, got {value!r}")
+                raise ConfigError(f"WhisperFeatureExtractor: {name} must be a positive "
+                                  f"integer, got {value!r}")
+        for name, value, low in (("padding_value", padding_value, -np.inf),
+                                 ("dither", dither, 0.0)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"WhisperFeatureExtractor: {name} must be a number"
+                                  f"{' of 0 or more' if low == 0 else ''}, got {value!r}")
         self.feature_size = feature_size
         self.sampling_rate = sampling_rate
         self.hop_length = hop_length
@@ -283,7 +288,7 @@ class WhisperFeatureExtractor:
                   "padding_value", "dither", "return_attention_mask")
         try:
             return cls(**{key: values[key] for key in fields if key in values})
-        except CheckpointError as err:
+        except ConfigError as err:
             raise CheckpointError(f"{path}: {err}") from None
 
 
