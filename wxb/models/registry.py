@@ -27,6 +27,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                                                     "MarianModel")),
     "t5": ("wxb.models.t5", "T5Config", ("T5ForConditionalGeneration", "T5Model",
                                         "T5EncoderModel")),
+    "whisper": ("wxb.models.whisper", "WhisperConfig", ("WhisperForConditionalGeneration",
+                                                      "WhisperModel")),
     "bert": ("wxb.models.bert", "BertConfig", (
         "BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification",
         "BertForTokenClassification", "BertForQuestionAnswering")),
