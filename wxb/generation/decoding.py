@@ -24,7 +24,7 @@ import torch
 
 from wxb.errors import ConfigError
 from wxb.generation.config import GenerationConfig
-from wxb.generation.logits import LogitsProcessorList, build_processors
+from wxb.generation.logits import LogitsProcessor, LogitsProcessorList, build_processors
 from wxb.generation.stopping import StopStrings
 
 DEFAULT_NEW_TOKENS = 20  # transformers' default when neither max_new_tokens nor max_length is set
@@ -47,8 +47,10 @@ class Decoding:
 
 
 def prepare(model: Any, input_ids: Any, config: GenerationConfig,
-            attention_mask: torch.Tensor | None, tokenizer: Any) -> Decoding:
-    """Check the request against the model and build the tensors the decoding loops use."""
+            attention_mask: torch.Tensor | None, tokenizer: Any,
+            extra_processors: list[LogitsProcessor] | None = None) -> Decoding:
+    """Check the request against the model and build the tensors the decoding loops use;
+    ``extra_processors`` run after the ones ``config`` asks for."""
     if config.seed is not None:
         torch.manual_seed(config.seed)
     device = next(model.parameters()).device
@@ -86,11 +88,13 @@ def prepare(model: Any, input_ids: Any, config: GenerationConfig,
     position_ids, attention_mask, padding = _positions(input_ids, attention_mask, max_length)
     eos_tensor = None if eos_ids is None else torch.tensor(eos_ids, device=device)
     forward = inspect.signature(getattr(model, "forward", model)).parameters
+    processors = build_processors(config, prompt_length=input_ids.shape[1],
+                                  eos_token_id=eos_tensor, padding_lengths=padding)
+    processors.extend(extra_processors or [])
     return Decoding(
         config=config, input_ids=input_ids, attention_mask=attention_mask,
         position_ids=position_ids, max_length=max_length,
-        processors=build_processors(config, prompt_length=input_ids.shape[1],
-                                    eos_token_id=eos_tensor, padding_lengths=padding),
+        processors=processors,
         eos_token_id=eos_tensor, pad_token_id=pad,
         stop_strings=StopStrings(tokenizer, config.stop_strings) if config.stop_strings else None,
         logits_to_keep="logits_to_keep" in forward)

@@ -8,8 +8,11 @@ the start token and whose cache also carries the encoder's memory. An encoder-de
     logits, cache = model.decode(decoder_input_ids, memory, cache, position_ids)
     cache.reorder(beam_idx)
 
-and its config ``decoder_start_token_id`` and ``decoder_vocab_size``. The output sequences
-start with the start token, as transformers' do for encoder-decoder models.
+and its config ``decoder_start_token_id`` and ``decoder_vocab_size``. The source is token ids
+(batch, src), or, for a model whose ``main_input_name`` is ``input_features`` (Whisper),
+features (batch, channels, frames). The decoder's prompt is the start token, or the
+``decoder_input_ids`` given (Whisper's forced <|startoftranscript|> <|en|> ... prefix). The
+output sequences start with that prompt, as transformers' do for encoder-decoder models.
 """
 
 from __future__ import annotations
@@ -50,22 +53,55 @@ class DecoderView:
 
 
 @torch.no_grad()
-def decoder_view(model: Any, input_ids: Any, attention_mask: Any
-                 ) -> tuple[DecoderView, torch.Tensor, torch.Tensor]:
-    """Encode the source; return the decoder view, its prompt (batch, 1) of start tokens and
-    that prompt's attention mask."""
+def decoder_view(model: Any, inputs: Any, attention_mask: Any,
+                 decoder_input_ids: Any = None) -> tuple[DecoderView, torch.Tensor, torch.Tensor]:
+    """Encode the source; return the decoder view, its prompt (batch, n): the start token, or
+    ``decoder_input_ids`` (batch, n), or (n,) for every row, and that prompt's attention
+    mask."""
+    device = next(model.parameters()).device
+    if getattr(model, "main_input_name", "input_ids") == "input_features":
+        source, mask = features_tensor(inputs, device), None  # whole windows: nothing is padded
+    else:
+        source = _token_ids(inputs, device)
+        mask = None if attention_mask is None else torch.as_tensor(attention_mask,
+                                                                   device=device)
+        if mask is not None and mask.shape != source.shape:
+            raise ConfigError(f"attention_mask has shape {tuple(mask.shape)} but input_ids has "
+                              f"{tuple(source.shape)}; they must match")
+    memory = model.encode(source, mask)
+    batch = source.shape[0]
+    if decoder_input_ids is None:
+        prompt = torch.full((batch, 1), model.config.decoder_start_token_id, device=device)
+    else:
+        prompt = torch.as_tensor(decoder_input_ids, device=device)
+        prompt = prompt.expand(batch, -1) if prompt.dim() == 1 else prompt
+        if prompt.dim() != 2 or prompt.dtype.is_floating_point or prompt.shape[0] != batch:
+            raise ConfigError(f"decoder_input_ids must be token ids of shape ({batch}, n) or "
+                              f"(n,), got {prompt.dtype} of shape {tuple(prompt.shape)}")
+    prompt = prompt.long()
+    return DecoderView(model, memory), prompt, torch.ones_like(prompt)
+
+
+def _token_ids(input_ids: Any, device: torch.device) -> torch.Tensor:
     if input_ids is None:
         raise ConfigError("an encoder-decoder model needs input_ids: the source to translate")
-    device = next(model.parameters()).device
     ids = torch.as_tensor(input_ids, device=device)
     ids = ids[None] if ids.dim() == 1 else ids
     if ids.dim() != 2 or ids.dtype.is_floating_point:
         raise ConfigError(f"input_ids must be token ids of shape (batch, src), got {ids.dtype} "
                           f"of shape {tuple(ids.shape)}")
-    mask = None if attention_mask is None else torch.as_tensor(attention_mask, device=device)
-    if mask is not None and mask.shape != ids.shape:
-        raise ConfigError(f"attention_mask has shape {tuple(mask.shape)} but input_ids has "
-                          f"{tuple(ids.shape)}; they must match")
-    memory = model.encode(ids.long(), mask)
-    prompt = ids.new_full((ids.shape[0], 1), model.config.decoder_start_token_id).long()
-    return DecoderView(model, memory), prompt, torch.ones_like(prompt)
+    return ids.long()
+
+
+def features_tensor(input_features: Any, device: torch.device) -> torch.Tensor:
+    """Log-mel features as a (batch, mels, frames) float tensor on ``device`` (a 2-D window
+    is a batch of one)."""
+    if input_features is None:
+        raise ConfigError("a speech model needs input_features: log-mel features of shape "
+                          "(batch, mels, frames)")
+    features = torch.as_tensor(input_features, device=device)
+    features = features[None] if features.dim() == 2 else features
+    if features.dim() != 3 or not features.dtype.is_floating_point:
+        raise ConfigError(f"input_features must be log-mel features of shape (batch, mels, "
+                          f"frames), got {features.dtype} of shape {tuple(features.shape)}")
+    return features

@@ -193,6 +193,82 @@ class SuppressTokensLogitsProcessor:
         return scores.masked_fill(self.mask, -math.inf)
 
 
+class SuppressTokensAtBeginLogitsProcessor:
+    """Never generate the given ids as the first new token (the one after ``begin_index``
+    tokens): Whisper's ``begin_suppress_tokens``, a blank or <|endoftext|> to open with."""
+
+    def __init__(self, begin_suppress_tokens: list[int], begin_index: int) -> None:
+        self.suppress = SuppressTokensLogitsProcessor(begin_suppress_tokens)
+        self.begin_index = begin_index
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[-1] != self.begin_index:
+            return scores
+        return self.suppress(input_ids, scores)
+
+
+class WhisperTimeStampLogitsProcessor:
+    """Whisper's timestamp rules (openai's ``ApplyTimestampRules``, transformers' processor of
+    this name), which keep timestamp tokens well formed.
+
+    Whisper's vocabulary ends with <|notimestamps|> and then the timestamps <|0.00|>,
+    <|0.02|>, ... (ids from ``no_timestamps_token_id + 1`` on); every text token comes before
+    <|endoftext|> (``eos_token_id``). With timestamps on, a transcript reads
+    ``<|0.00|> text <|2.40|><|2.40|> text <|5.00|><|endoftext|>``: segments of text, each
+    between its start and end time. At each step, counting only the new tokens:
+
+    1. <|notimestamps|> is never generated (it belongs in the prompt, if anywhere);
+    2. timestamps come in pairs: after a pair (or at the start) comes text, so a timestamp
+       after a timestamp is banned; after one lone timestamp (a segment's end) comes its
+       pair (the next start) or <|endoftext|>, so text is banned;
+    3. time never goes back: a timestamp below the last one is banned, and below the last one
+       + 1 too unless it completes a pair, so every segment lasts at least one step;
+    4. the first new token is a timestamp, at most ``max_initial_timestamp_index`` steps in;
+    5. when the timestamps' probabilities together beat the most probable text token, the
+       next token is a timestamp (all text is banned).
+    """
+
+    def __init__(self, no_timestamps_token_id: int, eos_token_id: int, begin_index: int,
+                 max_initial_timestamp_index: int | None = None) -> None:
+        self.no_timestamps_token_id = no_timestamps_token_id
+        self.timestamp_begin = no_timestamps_token_id + 1
+        self.eos_token_id = eos_token_id
+        self.begin_index = begin_index
+        self.max_initial_timestamp_index = max_initial_timestamp_index
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        first, eos = self.timestamp_begin, self.eos_token_id
+        scores = scores.clone()
+        scores[:, self.no_timestamps_token_id] = -math.inf  # 1.
+        new = input_ids[:, self.begin_index:]
+        rows, count = new.shape
+        is_time = new >= first
+        no = torch.zeros(rows, dtype=torch.bool, device=new.device)
+        last = is_time[:, -1] if count >= 1 else no
+        before_last = is_time[:, -2] if count >= 2 else ~no  # the start counts as a pair
+        scores[last & before_last, first:] = -math.inf  # 2. a pair is complete: text next
+        scores[last & ~before_last, :eos] = -math.inf  # 2. a segment ended: no text
+        # 3. The last timestamp so far (the latest position holding one), or none.
+        position = torch.arange(1, count + 1, device=new.device)
+        latest = (is_time * position).argmax(dim=1, keepdim=True) if count else None
+        if latest is not None:
+            last_time = new.gather(1, latest).squeeze(1)
+            floor = torch.where(last & ~before_last, last_time, last_time + 1)
+            floor = torch.where(is_time.any(dim=1), floor, first)
+            vocab = torch.arange(scores.shape[-1], device=scores.device)
+            scores.masked_fill_((vocab >= first) & (vocab < floor[:, None]), -math.inf)
+        if count == 0:  # 4.
+            scores[:, :first] = -math.inf
+            if self.max_initial_timestamp_index is not None:
+                scores[:, first + self.max_initial_timestamp_index + 1:] = -math.inf
+        # 5. The timestamps' total log-probability against the best text token's.
+        logprobs = torch.log_softmax(scores.float(), dim=-1)
+        time_mass = logprobs[:, first:].logsumexp(dim=-1)
+        best_text = logprobs[:, :first].max(dim=-1).values
+        scores[time_mass > best_text, :first] = -math.inf
+        return scores
+
+
 def build_processors(config: GenerationConfig, *, prompt_length: int,
                      eos_token_id: torch.Tensor | None,
                      padding_lengths: torch.Tensor | None) -> LogitsProcessorList:
