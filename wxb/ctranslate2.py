@@ -65,7 +65,7 @@ WHISPER_REVISION = 3  # ctranslate2's WhisperSpec.revision; newer ones may move 
 # The dtype id is the index (CTranslate2's DataType enum); bfloat16 is read as its 16 raw bits.
 STORED_TYPES = (("float32", np.float32), ("int8", np.int8), ("int16", np.int16),
                 ("int32", np.int32), ("float16", np.float16), ("bfloat16", np.uint16))
-# ctranslate2.specs.common_spec.Activation.GELU; revisions 1 and 2 (before CTranslate2 3.6
+# ctranslate2.specs.common_spec.Activation.GELU; revisions 1 and 2 (before CTranslate2 3.5
 # numbered the GELU variants) stored 1 for it.
 GELU = {1: 1, 2: 1, 3: 3}
 # The flags a Whisper decoder has (CTranslate2's generic Transformer decoder can be otherwise).
