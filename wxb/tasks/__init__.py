@@ -167,3 +167,5 @@ register(Task("retrieval-eval", "dense, BM25 and hybrid retrieval scored side by
               train="wxb.tasks.retrieval.evaluation:evaluate_retrieval"))
 register(Task("rag-assistant", "a chat model answering from retrieved passages, on samples",
               train="wxb.tasks.retrieval.assistant:run_assistant"))
+register(Task("speech-recognition", "fine-tune Whisper (or train one) on speech, scored by WER/CER",
+              train="wxb.tasks.speech_recognition.train:train_speech_recognition"))
