@@ -632,3 +632,18 @@ def test_not_a_whisper_or_a_mismatched_tokenizer(english, tmp_path):
     with pytest.raises(CheckpointError, match="unknown dtype 'half'"):
         convert_ctranslate2(ct2, tmp_path / "out", "half")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_packaged_hub_id_is_converted_once_and_reused(tiny_en_folder, tmp_path,
+                                                          monkeypatch):
+    monkeypatch.setenv("WXB_CACHE", str(tmp_path))
+    folder = wxb.hub.resolve("Systran/faster-whisper-tiny.en")
+    assert folder == tmp_path / "converted" / "Systran--faster-whisper-tiny.en"
+    assert load_file(folder / "model.safetensors").keys() == load_file(
+        tiny_en_folder / "model.safetensors").keys()
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        assert (folder / name).read_bytes() == (tiny_en_folder / name).read_bytes()
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    model = wxb.from_pretrained("Systran/faster-whisper-tiny.en")   # read, not converted again
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    assert type(model).__name__ == "WhisperForConditionalGeneration"

