@@ -16,11 +16,10 @@ import torch
 import transformers
 from tokenizers import Tokenizer, models
 from transformers.generation import logits_process as hf_lp
-from whisper.decoding import ApplyTimestampRules
 
 import wxb
 from wxb.errors import ConfigError
-from wxb.generation import generate
+from wxb.generation import generate, stream
 from wxb.generation import logits as wx_lp
 from wxb.generation.whisper import (
     WhisperGenerationConfig,
@@ -338,12 +337,27 @@ def test_decode_window_default_length_is_transformers(speech):
     assert torch.equal(got, want)
 
 
+def test_generation_config_task_equals_transformers(speech):
+    theirs = _hf_generation_config()
+    theirs.task = "translate"
+    want = speech.reference.generate(speech.features, generation_config=theirs,
+                                     max_new_tokens=8, force_unique_generate_call=True)
+    whisper = WhisperGenerationConfig(**{**speech.whisper.to_dict(), "task": "translate"})
+    got = decode_window(speech.ours, speech.features, whisper=whisper, max_new_tokens=8)
+    assert torch.equal(got, want) and bool((got[:, 2] == TRANSLATE).all())
+
+
 def test_prompt_tokens_follow_transformers_rules(speech):
     w = speech.whisper
     assert prompt_tokens(w, language="zh") == [[SOT, 53, TRANSCRIBE, NOTS]]
     assert prompt_tokens(w, task="translate", detected=[52, 54], return_timestamps=True) == [
         [SOT, 52, TRANSLATE], [SOT, 54, TRANSLATE]]
     assert prompt_tokens(w) == [[SOT, TRANSCRIBE, NOTS]]  # language left open, no detection
+    # A generation config's own task and language (as transformers reads them) are defaults.
+    translating = WhisperGenerationConfig(**{**w.to_dict(), "task": "translate"})
+    assert prompt_tokens(translating, detected=[53]) == [[SOT, 53, TRANSLATE, NOTS]]
+    assert prompt_tokens(translating, task="transcribe", language="de") == [
+        [SOT, 54, TRANSCRIBE, NOTS]]
     english = WhisperGenerationConfig(decoder_start_token_id=SOT, no_timestamps_token_id=NOTS,
                                       is_multilingual=False, forced_decoder_ids=[[1, NOTS]])
     assert prompt_tokens(english) == [[SOT, NOTS]]
@@ -361,6 +375,13 @@ def test_prompt_tokens_follow_transformers_rules(speech):
 def test_plain_generate_and_a_folder_without_generation_config(speech):
     out = generate(speech.ours, speech.features, max_new_tokens=5)
     assert out.shape == (3, 6) and bool((out[:, 0] == SOT).all())
+    # A decoder prompt of one's own, streamed: the tokens generate gives after it.
+    prompt = [SOT, 52, TRANSCRIBE, NOTS]
+    whole = generate(speech.ours, speech.features, decoder_input_ids=prompt, max_new_tokens=4)
+    steps = list(stream(speech.ours, speech.features, decoder_input_ids=prompt,
+                        max_new_tokens=4))
+    assert torch.equal(torch.stack(steps, dim=1), whole[:, 4:])
+    assert torch.equal(whole[:, :4], torch.tensor([prompt] * 3))
     # Only config.json: transformers decodes from the start token with the config's
     # suppressions, and so does decode_window with no WhisperGenerationConfig.
     reference, ours = _pair("tiny", init_std=0.5)
@@ -393,9 +414,9 @@ def test_timestamp_rules_equal_transformers_and_openai(max_initial):
     theirs = hf_lp.WhisperTimeStampLogitsProcessor(transformers.GenerationConfig(
         no_timestamps_token_id=NOTS, eos_token_id=EOS, max_initial_timestamp_index=max_initial),
         begin_index=3)
+    rules = pytest.importorskip("whisper.decoding").ApplyTimestampRules  # openai-whisper's
     tokenizer = SimpleNamespace(no_timestamps=NOTS, timestamp_begin=TS, eot=EOS)
-    openai = ApplyTimestampRules(tokenizer, sample_begin=3,
-                                 max_initial_timestamp_index=max_initial)
+    openai = rules(tokenizer, sample_begin=3, max_initial_timestamp_index=max_initial)
     forced_timestamp = 0
     for input_ids, scores in _timestamp_inputs():
         got = ours(input_ids, scores)
@@ -455,6 +476,12 @@ def test_transcribe_windows_with_previous_text(speech, timestamps):
     assert result.text == "".join(s.text for s in result.segments)
     if not timestamps:
         assert [(s.start, s.end) for s in result.segments] == [(0, 2), (2, 4), (4, 6)]
+        # The audio's length cuts the last window's segment (and drops any after it).
+        short = transcribe(speech.ours, windows, whisper=speech.whisper, duration=4.5,
+                           return_timestamps=False, max_new_tokens=12)
+        assert [(s.start, s.end) for s in short.segments] == [(0, 2), (2, 4), (4, 4.5)]
+        assert not transcribe(speech.ours, windows[:2], whisper=speech.whisper, duration=1.0,
+                              max_new_tokens=12).segments[1:]
     # Without the previous text, every window is decoded alone.
     alone = transcribe(speech.ours, iter(windows), whisper=speech.whisper, language="zh",
                        condition_on_previous_text=False, max_new_tokens=12)

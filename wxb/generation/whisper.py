@@ -103,6 +103,8 @@ class WhisperGenerationConfig:
     max_initial_timestamp_index: int | None = 50  # the first timestamp is at most 1.00 s
     max_length: int = 448
     return_timestamps: bool = False
+    language: str | None = None  # what a call that names none gets
+    task: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> WhisperGenerationConfig:
@@ -150,6 +152,11 @@ class WhisperGenerationConfig:
     def timestamp_begin(self) -> int | None:
         """The id of <|0.00|>, the first timestamp token."""
         return None if self.no_timestamps_token_id is None else self.no_timestamps_token_id + 1
+
+    def chosen(self, language: str | None, task: str | None) -> tuple[str | None, str | None]:
+        """A call's language and task, or where it gives none, the config's."""
+        return (self.language if language is None else language,
+                self.task if task is None else task)
 
     def language_token(self, language: str) -> int:
         """The token id of ``language``: a code (``"zh"``), a name (``"chinese"``) or the token
@@ -213,6 +220,7 @@ def needs_detection(whisper: WhisperGenerationConfig, language: str | None = Non
                     task: str | None = None) -> bool:
     """Whether the prompt leaves the language for the model to tell (transformers' rule: none
     is given, the model has language tokens, and the forced prompt's second place is empty)."""
+    language, task = whisper.chosen(language, task)
     if language is not None or not whisper.lang_to_id:
         return False
     forced = _forced(whisper, language, task)
@@ -226,7 +234,8 @@ def prompt_tokens(whisper: WhisperGenerationConfig, *, language: str | None = No
     language (``language``, the ``forced_decoder_ids``' own, or each row's ``detected`` id),
     the task (``transcribe`` when only a language is given), and <|notimestamps|> unless
     ``return_timestamps``. Rows differ only in a detected language; without detection there
-    is one row."""
+    is one row. Language and task default to the config's."""
+    language, task = whisper.chosen(language, task)
     if whisper.is_multilingual is False and (language is not None or task is not None):
         raise ConfigError("this Whisper model is English-only: it takes no language or task")
     if task is not None and task not in TASKS:
@@ -346,6 +355,7 @@ def transcribe(model: Any, windows: Iterable[torch.Tensor],
                whisper: WhisperGenerationConfig | None = None, tokenizer: Any = None,
                language: str | None = None, task: str | None = None,
                return_timestamps: bool = False, condition_on_previous_text: bool = True,
+               duration: float | None = None,
                progress: Callable[[int, int | None], None] | None = None,
                **kwargs: Any) -> Transcription:
     """Transcribe (or translate) long audio given as consecutive windows of log-mel features.
@@ -356,13 +366,16 @@ def transcribe(model: Any, windows: Iterable[torch.Tensor],
     whose prompt is <|startofprev|> and the tokens of the windows before it (their last
     max_target_positions / 2 - 1), unless ``condition_on_previous_text=False``. ``kwargs`` are
     ``GenerationConfig`` fields. ``tokenizer`` (anything with ``decode(ids)``) fills in the
-    text. ``progress(done, total)`` is called after each window (total None for an iterator
-    of unknown length).
+    text. ``duration``, the audio's length in seconds, ends the last segment there and drops
+    any that start after it (what Whisper makes up over the last window's silent padding).
+    ``progress(done, total)`` is called after each window (total None for an iterator of
+    unknown length).
 
     Segments: with timestamps, the stretches between a start and an end timestamp (text left
     open at a window's end closes with the window); without, one per window.
     """
     whisper = whisper or WhisperGenerationConfig.from_model_config(model.config)
+    language, task = whisper.chosen(language, task)
     total = len(windows) if hasattr(windows, "__len__") else None
     device = next(model.parameters()).device
     seconds = model.config.num_frames / 100  # a window's length: 100 mel frames a second
@@ -398,6 +411,9 @@ def transcribe(model: Any, windows: Iterable[torch.Tensor],
                                    timestamps=return_timestamps)
         if progress is not None:
             progress(index + 1, total)
+    if duration is not None:
+        segments = [dataclasses.replace(s, end=min(s.end, duration)) for s in segments
+                    if s.start < duration]
     text = None
     if tokenizer is not None:
         for segment in segments:
