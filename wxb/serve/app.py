@@ -4,10 +4,11 @@
     startup: the app answers at once (/health: 503 "loading") while a task loads the model
              on the engine's thread, then decodes with it (/health: 200 "ok")
 
-The routes of the OpenAI API are in ``openai_routes``; here are the app's own: /health,
-/metrics, and the playground (``static/index.html`` at /, the folder at /static). The app
-binds nothing itself: ``wxb serve`` runs it under uvicorn. Every error answers in OpenAI's
-shape, and none stops the server.
+The routes of the OpenAI API are in ``openai_routes`` (the audio ones, for a Whisper folder, in
+``transcriptions``); here are the app's own: /health, /metrics, and the playground
+(``static/index.html`` at /, the folder at /static). The app binds nothing itself: ``wxb
+serve`` runs it under uvicorn. Every error answers in OpenAI's shape, and none stops the
+server.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from wxb.serve.guard import ApiKeyGuard, BodyLimit, error_response
 from wxb.serve.metrics import CONTENT_TYPE, prometheus_text
 from wxb.serve.openai_routes import add_routes, served
 from wxb.serve.schemas import ApiError
-from wxb.serve.state import Served, ServeSettings
+from wxb.serve.state import Served, ServeSettings, check_model
+from wxb.serve.transcriptions import PATHS as AUDIO_PATHS
+from wxb.serve.transcriptions import add_audio_routes
 
 __all__ = ["ServeSettings", "create_app"]
 
@@ -38,13 +41,11 @@ log = logging.getLogger("wxb.serve")
 
 def create_app(settings: ServeSettings) -> FastAPI:
     """The app serving ``settings.model`` (and ``settings.embedding_model``, and retrieval
-    from ``settings.rag``); a folder that is not a causal LM, and one that is not an index,
-    are refused here, before any model loads."""
-    from wxb.tasks.causal_lm.pipeline import check_causal_lm
-
+    from ``settings.rag``); a folder that is neither a causal LM nor a Whisper model, and one
+    that is not an index, are refused here, before any model loads."""
     settings.check()
     if settings.model is not None:
-        check_causal_lm(settings.model)
+        check_model(settings.model)
     index = None
     if settings.rag is not None:
         from wxb.rag.index import Index
@@ -64,10 +65,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
                   openapi_url=None)
     app.state.served = state
     add_routes(app)
+    add_audio_routes(app)
     _add_own_routes(app)
     _add_error_handlers(app)
     # Added innermost first: a request meets CORS, then the key, then the size limit.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                       path_limits=dict.fromkeys(AUDIO_PATHS, settings.max_audio_bytes))
     if settings.api_key is not None:
         app.add_middleware(ApiKeyGuard, api_key=settings.api_key)
     if settings.cors_origins:

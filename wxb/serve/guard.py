@@ -51,23 +51,26 @@ class ApiKeyGuard:
 class BodyLimit:
     """Refuse a body over ``max_bytes`` with 413: at once when Content-Length says so, and
     while reading it otherwise (a chunked body has no length). The body read is handed on to
-    the app unchanged."""
+    the app unchanged. ``path_limits`` give some paths a limit of their own (an audio upload
+    is larger than any JSON request)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 path_limits: dict[str, int] | None = None) -> None:
+        self.app, self.max_bytes, self.path_limits = app, max_bytes, path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
             if not length.isdigit():
                 await error_response(ApiError(400, "Content-Length is not a number"))(
                     scope, receive, send)
                 return
-            if int(length) > self.max_bytes:
-                await self._too_large(scope, receive, send)
+            if int(length) > limit:
+                await self._too_large(limit, scope, receive, send)
                 return
         chunks, size = [], 0
         while True:
@@ -76,8 +79,8 @@ class BodyLimit:
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
+            if size > limit:
+                await self._too_large(limit, scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -93,7 +96,7 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = ApiError(413, f"the request body is over the limit of {self.max_bytes} bytes",
+    async def _too_large(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        error = ApiError(413, f"the request body is over the limit of {limit} bytes",
                          code="request_too_large")
         await error_response(error)(scope, receive, send)

@@ -1,5 +1,6 @@
 """The OpenAI-compatible routes: /v1/models, /v1/chat/completions, /v1/completions,
-/v1/embeddings, and vLLM's /tokenize and /detokenize.
+/v1/embeddings, and vLLM's /tokenize and /detokenize (the audio routes, for a Whisper folder,
+are in ``transcriptions``).
 
 A generation request is validated (schemas), its prompt tokenized and checked against the
 context, then each of its choices is submitted to the engine; the answer reads the choices'
@@ -65,7 +66,8 @@ def served(request: Request) -> Served:
 
 def language_model(state: Served, name: str | None) -> None:
     if state.engine is None:
-        raise ApiError(404, "this server serves no language model (only embeddings)",
+        serves = "transcription" if state.transcriber is not None else "embeddings"
+        raise ApiError(404, f"this server serves no language model (only {serves})",
                        param="model", code="model_not_found")
     if name is not None and name != state.model_id:
         raise ApiError(404, f"The model `{name}` does not exist; this server serves "
@@ -79,6 +81,8 @@ async def list_models(request: Request) -> dict[str, Any]:
     if state.engine is not None:
         data.append({"id": state.model_id, **card, "root": state.settings.model,
                      "max_model_len": state.context})
+    if state.transcriber is not None:
+        data.append({"id": state.model_id, **card, "root": state.settings.model})
     if state.embedder is not None:
         data.append({"id": state.embedding_id, **card, "root": state.settings.embedding_model,
                      "max_model_len": state.embedder.max_length})

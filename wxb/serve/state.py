@@ -17,12 +17,14 @@ from wxb.serve.engine import Engine
 class ServeSettings:
     """How ``wxb serve`` runs.
 
-    ``model``: a causal LM folder (or hub id) served on the chat and completion routes;
-    ``embedding_model``: an encoder folder served on /v1/embeddings. ``api_key`` guards every
-    route but /health and the playground; ``cors_origins`` lists the origins a browser may call
-    from (none: CORS stays off). The limits bound one request: its body, its number of
-    choices ``max_n``, its stop strings (``max_stop`` of at most ``max_stop_length``
-    characters). ``served_model_name`` is the id clients name (default: the folder's name).
+    ``model``: a causal LM folder (or hub id) served on the chat and completion routes, or a
+    Whisper folder served on /v1/audio/transcriptions and /translations; ``embedding_model``:
+    an encoder folder served on /v1/embeddings. ``api_key`` guards every route but /health
+    and the playground; ``cors_origins`` lists the origins a browser may call from (none:
+    CORS stays off). The limits bound one request: its body, its number of choices ``max_n``,
+    its stop strings (``max_stop`` of at most ``max_stop_length`` characters); an audio
+    upload may be ``max_audio_bytes`` (OpenAI's limit: 25 MB). ``served_model_name`` is the
+    id clients name (default: the folder's name).
     ``adapter``: a LoRA adapter folder (wxb or PEFT) applied to the model as it is served.
     ``rag``: a ``wxb rag`` index folder; every chat request then gets the ``rag_k`` passages
     that ``rag_method`` retrieves for its last user turn in a system message (searched with
@@ -36,6 +38,7 @@ class ServeSettings:
     max_concurrency: int = 16
     max_queue: int = 64
     max_body_bytes: int = 1 << 20
+    max_audio_bytes: int = 25 << 20
     max_n: int = 8
     max_stop: int = 4
     max_stop_length: int = 64
@@ -49,13 +52,18 @@ class ServeSettings:
         if self.model is None and self.embedding_model is None:
             raise ConfigError("nothing to serve: give a model (a causal LM folder) or an "
                               "embedding model")
-        for name in ("max_concurrency", "max_queue", "max_body_bytes", "max_n", "max_stop",
-                     "max_stop_length", "rag_k"):
+        for name in ("max_concurrency", "max_queue", "max_body_bytes", "max_audio_bytes",
+                     "max_n", "max_stop", "max_stop_length", "rag_k"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
         if self.adapter is not None and self.model is None:
             raise ConfigError("an adapter applies to a model: give the model it was trained on")
+        if self.transcribes:
+            for name, value in (("adapter", self.adapter), ("rag", self.rag)):
+                if value is not None:
+                    raise ConfigError(f"{name} applies to a causal LM, and {self.model} is a "
+                                      "Whisper model (served for transcription); leave it out")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("api_key is empty; give a key or leave it out")
         if self.rag is not None:
@@ -67,6 +75,23 @@ class ServeSettings:
             if self.rag_method not in METHODS:
                 raise ConfigError(f"rag_method {self.rag_method!r} is not a retrieval method; "
                                   f"choose from {', '.join(METHODS)}")
+
+    @property
+    def transcribes(self) -> bool:
+        """Whether ``model`` is a Whisper folder (speech in, text out)."""
+        from wxb.tasks.speech_recognition.pipeline import holds_whisper
+
+        return self.model is not None and holds_whisper(self.model)
+
+
+def check_model(model: str) -> None:
+    """Refuse, before loading anything, a model folder that is neither a causal LM nor a
+    Whisper model."""
+    from wxb.tasks.causal_lm.pipeline import check_causal_lm
+    from wxb.tasks.speech_recognition.pipeline import holds_whisper
+
+    if not holds_whisper(model):
+        check_causal_lm(model)
 
 
 def _served_name(name: str) -> str:
@@ -103,11 +128,16 @@ class Served:
         self.eos_ids: frozenset[int] = frozenset()
         self.embedder: Any = None
         self.retriever: Any = None
+        self.transcriber: Any = None  # a Whisper model's Transcriber
         self._token_texts: dict[int, str] = {}
 
     def load(self) -> None:
         """Read the folders (slow: run it on the worker, ``await worker.call(load)``)."""
-        if self.settings.model is not None:
+        if self.settings.transcribes:
+            from wxb.tasks.speech_recognition.pipeline import Transcriber
+
+            self.transcriber = Transcriber(self.settings.model)
+        elif self.settings.model is not None:
             from wxb.tasks.causal_lm.pipeline import load_causal_lm
 
             folder = _folder(self.settings.model)

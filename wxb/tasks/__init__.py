@@ -168,4 +168,6 @@ register(Task("retrieval-eval", "dense, BM25 and hybrid retrieval scored side by
 register(Task("rag-assistant", "a chat model answering from retrieved passages, on samples",
               train="wxb.tasks.retrieval.assistant:run_assistant"))
 register(Task("speech-recognition", "fine-tune Whisper (or train one) on speech, scored by WER/CER",
-              train="wxb.tasks.speech_recognition.train:train_speech_recognition"))
+              train="wxb.tasks.speech_recognition.train:train_speech_recognition",
+              pipeline="wxb.tasks.speech_recognition.pipeline:Transcriber",
+              aliases=("automatic-speech-recognition", "transcribe", "asr")))

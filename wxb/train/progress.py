@@ -25,16 +25,17 @@ def progress_enabled(disable: bool | None) -> bool:
 
 
 class ProgressBar:
-    """``with ProgressBar(total, start) as bar: bar.update(step, loss=..., ...)``."""
+    """``with ProgressBar(total, start) as bar: bar.update(step, loss=..., ...)``; work with
+    no loss to show (transcribing windows of audio) leaves its column out (``loss=False``)."""
 
     def __init__(self, total: int, start: int = 0, *, enabled: bool = True,
-                 description: str = "train") -> None:
+                 description: str = "train", loss: bool = True) -> None:
         self.enabled = enabled
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
+            *([TextColumn("loss {task.fields[loss]}")] if loss else []),
             TextColumn("{task.fields[speed]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
