@@ -85,7 +85,8 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
         return value
     if origin in (list, tuple):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
+            of = f" of {_kind_name(args[0]).removeprefix('a ')}s" if args else ""
+            raise ConfigError(f"{name} must be a list{of}, got {value!r}")
         return type(value)(coerce(name, v, args[0]) for v in value) if args else value
     if (hint is dict or origin is dict) and not isinstance(value, dict):
         raise ConfigError(f"{name} must be a mapping, got {value!r}")
