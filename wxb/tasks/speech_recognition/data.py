@@ -126,8 +126,8 @@ class DataSection(Section):
         sentences = speech.read_sentences(data_dir, self.sentences, limit=self.count,
                                           max_characters=self.max_characters,
                                           seed=self.split_seed)
-        log(f"synthesizing {len(sentences) * self.variants:,} utterances with espeak-ng "
-            f"(cached in {self.cache_dir})")
+        log(f"espeak-ng: {len(sentences) * self.variants:,} utterances, synthesized once "
+            f"and cached in {self.cache_dir}")
         folder = speech.synthesize_speech(
             sentences, self.cache_dir, language=spec.language, voices=self.voices,
             speeds=self.speeds, pitches=self.pitches, variants=self.variants,
