@@ -249,6 +249,24 @@ def test_error_rates_spell_digits_out_when_asked_and_use_characters_for_chinese(
     assert zh == {"cer": 0.0}
 
 
+def test_the_aishell_sample_is_mandarin_split_by_speaker(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "aishell_sample.npz",
+             audio=rng.integers(-3000, 3000, 3200, dtype=np.int16),
+             offsets=np.array([0, 800, 1600, 2400, 3200]),
+             utt_id=np.array(["S1W1", "S1W2", "S2W1", "S2W2"]),
+             speaker=np.array(["S1", "S1", "S2", "S2"]),
+             text=np.array(["设定二十九度", "你好", "打开空调", "谢谢"]),
+             sample_rate=np.array(16000))
+    data = SECTIONS["data"].from_dict({"source": "aishell_sample",
+                                       "path": str(tmp_path / "aishell_sample.npz")}, "data")
+    utterances = data.read(print)
+    assert data.language_of(utterances) == "zh"
+    splits = data.splits(utterances)
+    assert {u.speaker for u in splits["train"]} ^ {u.speaker for u in splits["test"]} == \
+        {"S1", "S2"}
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_espeak_data_reads_the_sentence_sources_file_and_synthesizes(tmp_path):
     (tmp_path / "translation").mkdir()
