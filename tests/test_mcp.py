@@ -45,13 +45,7 @@ DOCS = [Document("cats", "Cats purr when they are happy. A cat sleeps most of th
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: a second thread gains nothing on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def save_chat_model(folder: Path, summarizes: bool = False) -> Path:

@@ -42,14 +42,7 @@ from wxb.tasks.question_answering.train import (
 transformers.logging.set_verbosity_error()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models here are tiny: a second thread gains nothing, and loses much when another
-    process holds the other core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ----------------------------------------------------------------------------- metrics

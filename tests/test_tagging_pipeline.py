@@ -35,14 +35,7 @@ TEMPLATES = [["PER", "visited", "LOC", "yesterday", "."],
 FILLERS = {"PER": PEOPLE, "LOC": PLACES, "ORG": ORGS}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: a second thread gains nothing, and when another process holds the
-    other core of a 2-core machine, the threads' spin-waiting makes a step ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def news(n: int, seed: int) -> list[TaggedSentence]:

@@ -66,14 +66,7 @@ CLASSES = {"WhisperForConditionalGeneration": WhisperForConditionalGeneration,
            "WhisperModel": WhisperModel}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models here are tiny: a second thread gains nothing, and loses much when another
-    process holds the other core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _settings(name: str, **extra) -> dict:

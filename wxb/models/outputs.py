@@ -126,6 +126,19 @@ class Seq2SeqModelOutput(ModelOutput):
     encoder_hidden_states: Tensors | None = None
     encoder_attentions: Tensors | None = None
 
+    @classmethod
+    def of(cls, decoded: BaseModelOutputWithPastAndCrossAttentions, encoded: Any, cache: Any,
+           use_cache: bool) -> Seq2SeqModelOutput:
+        """The output of a decoder pass over an encoder's (``cache`` kept if ``use_cache``)."""
+        return cls(last_hidden_state=decoded.last_hidden_state,
+                   past_key_values=cache if use_cache else None,
+                   decoder_hidden_states=decoded.hidden_states,
+                   decoder_attentions=decoded.attentions,
+                   cross_attentions=decoded.cross_attentions,
+                   encoder_last_hidden_state=encoded.last_hidden_state,
+                   encoder_hidden_states=encoded.hidden_states,
+                   encoder_attentions=encoded.attentions)
+
 
 # ----------------------------------------------------------------------------- heads
 

@@ -181,14 +181,7 @@ class MarianModel(_MarianPreTrained):
         decoded = self.decoder(decoder_input_ids, cache.memory_kv, cache.memory_mask,
                                cache=cache.self_attn, output_attentions=output_attentions,
                                output_hidden_states=output_hidden_states)
-        return Seq2SeqModelOutput(
-            last_hidden_state=decoded.last_hidden_state,
-            past_key_values=cache if use_cache else None,
-            decoder_hidden_states=decoded.hidden_states, decoder_attentions=decoded.attentions,
-            cross_attentions=decoded.cross_attentions,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions)
+        return Seq2SeqModelOutput.of(decoded, encoder_outputs, cache, use_cache)
 
 
 class MarianMTModel(_MarianPreTrained):
