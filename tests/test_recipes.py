@@ -194,6 +194,12 @@ def test_fine_tuning_recipes_name_their_data_and_take_another_model(tmp_path, ca
     assert exit_info.value.code == 2
     assert ("fine-tunes runs/pretraining-helps/pretrain/model, which does not exist yet: run "
             "`wxb recipe run pretraining-helps` first") in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a folder under runs/ that no recipe makes
+        main(["recipe", "run", "clue-afqmc", "--data-dir", str(tmp_path), "--model",
+              "runs/whisper-tiny.en"])
+    assert exit_info.value.code == 2
+    assert ("fine-tunes runs/whisper-tiny.en, which does not exist yet: make it first (no "
+            "recipe makes it), or give another checkpoint with --model") in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["recipe", "run", "pretraining-helps", "--data-dir", str(tmp_path)])
     assert exit_info.value.code == 2

@@ -25,7 +25,7 @@ import torch
 from wxb.errors import CheckpointError, ConfigError
 from wxb.models.checkpoint import save_pretrained
 from wxb.models.llama import LlamaConfig, LlamaForCausalLM
-from wxb.tokenizers.gguf import find_gguf, gguf_metadata, open_gguf, tokenizer_from_metadata
+from wxb.tokenizers.gguf import GGUFFile, find_gguf, open_gguf, tokenizer_from_metadata
 
 __all__ = ["SUPPORTED_ARCHITECTURES", "SUPPORTED_TYPES", "convert_gguf", "dequantize",
            "find_gguf", "from_gguf", "gguf_config", "gguf_state_dict", "permute_rotary",
@@ -49,7 +49,7 @@ LAYER_TENSOR = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
 # ---------------------------------------------------------------- dequantization
 
 def dequantize(data: np.ndarray, type_name: str) -> np.ndarray:
-    """One tensor's raw data, as ``gguf.GGUFReader`` maps it, as float32 values.
+    """One tensor's raw data, as ``open_gguf`` maps it, as float32 values.
 
     ``data``: (..., row) float32/float16 for F32/F16, or (..., row_bytes) uint8 for the block
     types; returns (..., row) float32. Each block of 32 values shares its scale ``d`` (an f16):
@@ -160,7 +160,7 @@ def _rope_scaling(metadata: dict[str, Any], arch: str, source: str) -> dict | No
                       "and linear")
 
 
-def gguf_state_dict(reader: Any, config: LlamaConfig,
+def gguf_state_dict(reader: GGUFFile, config: LlamaConfig,
                     source: str = "GGUF file") -> dict[str, torch.Tensor]:
     """The file's tensors dequantized to float32, under Hugging Face's LLaMA names."""
     state = {}
@@ -199,18 +199,17 @@ def from_gguf(path: str | Path, dtype: torch.dtype | None = None,
     """
     file = find_gguf(path) or Path(path)
     reader = open_gguf(file)
-    model = _build(reader, gguf_metadata(reader), file, config_overrides)
+    model = _build(reader, file, config_overrides)
     return model.to(dtype) if dtype is not None else model
 
 
-def _build(reader: Any, metadata: dict[str, Any], file: Path,
-           config_overrides: dict[str, Any]) -> LlamaForCausalLM:
+def _build(reader: GGUFFile, file: Path, config_overrides: dict[str, Any]) -> LlamaForCausalLM:
     unsupported = sorted({t.tensor_type.name for t in reader.tensors} - set(BLOCKS))
     if unsupported:  # checked up front: one line, before any tensor is expanded
         raise CheckpointError(f"{file.name} holds {', '.join(unsupported)} tensors; wxb "
                               f"dequantizes {', '.join(SUPPORTED_TYPES)} (choose a Q8_0, Q4_0, "
                               "Q4_1, F16 or BF16 file of the model)")
-    config = gguf_config(metadata, [t.name for t in reader.tensors], file.name)
+    config = gguf_config(reader.metadata, [t.name for t in reader.tensors], file.name)
     if config_overrides:
         config = LlamaConfig.from_dict({**config.to_dict(), **config_overrides})
     state = gguf_state_dict(reader, config, file.name)
@@ -235,9 +234,8 @@ def convert_gguf(path: str | Path, out: str | Path, dtype: torch.dtype | None = 
     ``dtype``), tokenizer.json and tokenizer_config.json with the chat template."""
     file = find_gguf(path) or Path(path)
     reader = open_gguf(file)
-    metadata = gguf_metadata(reader)
-    tokenizer = tokenizer_from_metadata(metadata, file.name)  # fails early, before the weights
-    model = _build(reader, metadata, file, {})
+    tokenizer = tokenizer_from_metadata(reader.metadata, file.name)  # fails early, before weights
+    model = _build(reader, file, {})
     out = save_pretrained(model.to(dtype) if dtype is not None else model, out)
     tokenizer.save(out)
     return out

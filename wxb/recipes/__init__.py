@@ -93,8 +93,8 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
 
 
 def _check_earlier_run(recipe: dict[str, Any], name: str) -> None:
-    """A model that another recipe makes (``runs/<recipe>/...``) must exist, for the recipe
-    and each variant of a comparison: say which recipe to run first, or that ``--model`` (or
+    """A model under ``runs/`` must exist, for the recipe and each variant of a comparison:
+    say which recipe makes it (``runs/<recipe>/...``), if one does, or that ``--model`` (or
     the variant's ``model.pretrained``) picks another."""
     variants = recipe.get("variants") if isinstance(recipe.get("variants"), dict) else {}
     for variant, config in (("", recipe), *variants.items()):
@@ -105,8 +105,10 @@ def _check_earlier_run(recipe: dict[str, Any], name: str) -> None:
             which = f" (variant {variant})" if variant else ""
             other = (f"set variants.{variant}.model.pretrained to another checkpoint" if variant
                      else "give another checkpoint with --model")
+            maker = (f"run `wxb recipe run {parts[1]}` first" if parts[1] in recipe_names()
+                     else "make it first (no recipe makes it)")
             raise ConfigError(f"recipe {name}{which} fine-tunes {model}, which does not exist "
-                              f"yet: run `wxb recipe run {parts[1]}` first, or {other}")
+                              f"yet: {maker}, or {other}")
 
 
 def _resolve_data(data: dict[str, Any], data_dir: str | Path | None,

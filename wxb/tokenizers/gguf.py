@@ -15,8 +15,12 @@ It also opens GGUF files for ``wxb.gguf`` (the model side), which builds on this
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from wxb.errors import CheckpointError, DataError
 from wxb.tokenizers.hf import HFTokenizer
@@ -74,37 +78,132 @@ def find_gguf(path: str | Path) -> Path | None:
     return files[0] if files else None
 
 
-def open_gguf(path: str | Path) -> Any:
-    """A ``gguf.GGUFReader`` over ``path`` (memory-mapped: tensors are read when touched)."""
+# GGUF metadata value types: id -> struct format (8 is a string, 9 an array).
+VALUE_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q",
+                 11: "q", 12: "d"}
+STRING, ARRAY = 8, 9
+# Tensor types whose data is an array of plain numbers (the others are blocks of bytes).
+PLAIN_TYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I8": np.int8,
+               "I16": np.int16, "I32": np.int32, "I64": np.int64}
+
+
+@dataclass
+class GGUFTensor:
+    """One tensor of a GGUF file: ``data`` maps the file, shaped as ``gguf.GGUFReader`` shapes
+    it: (..., row) numbers for the plain types, (..., row_bytes) uint8 for the block types."""
+
+    name: str
+    tensor_type: Any  # gguf.GGMLQuantizationType
+    shape: tuple[int, ...]  # GGUF's order: the row length first
+    data: np.ndarray
+
+
+@dataclass
+class GGUFFile:
+    """A GGUF file: its metadata as Python values and its tensors, memory-mapped."""
+
+    path: Path
+    metadata: dict[str, Any]
+    tensors: list[GGUFTensor]
+
+
+class _Cursor:
+    """Reads GGUF's little-endian values from a byte buffer, front to back."""
+
+    def __init__(self, buffer: Any) -> None:
+        self.buffer, self.at = buffer, 0
+
+    def number(self, fmt: str) -> Any:
+        (value,) = struct.unpack_from("<" + fmt, self.buffer, self.at)
+        self.at += struct.calcsize(fmt)
+        return value
+
+    def string(self) -> str:
+        size = self.number("Q")
+        self.at += size
+        return bytes(self.buffer[self.at - size:self.at]).decode("utf-8")
+
+    def value(self, kind: int) -> Any:
+        if kind == STRING:
+            return self.string()
+        if kind == ARRAY:
+            inner, count = self.number("I"), self.number("Q")
+            if inner in VALUE_FORMATS:  # numbers: one read of the whole run
+                dtype = np.dtype("<" + VALUE_FORMATS[inner])
+                values = np.frombuffer(self.buffer, dtype, count, self.at)
+                self.at += count * dtype.itemsize
+                return values.tolist()
+            return [self.value(inner) for _ in range(count)]
+        if kind not in VALUE_FORMATS:
+            raise ValueError(f"unknown metadata value type {kind}")
+        return self.number(VALUE_FORMATS[kind])
+
+
+def open_gguf(path: str | Path) -> GGUFFile:
+    """Read a GGUF file's header (metadata and tensor table) and map its tensors.
+
+    wxb reads the header itself: ``gguf.GGUFReader`` builds a numpy view per value, which takes
+    seconds for a 49,152-token vocabulary; the values are the same (tests/test_gguf.py).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"GGUF file {path} does not exist")
     try:
-        from gguf import GGUFReader
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
     except ImportError:
         raise CheckpointError(f"reading {path.name} needs the gguf package: "
                               "pip install 'wxb[chat-model]' (or pip install gguf)") from None
     try:
-        return GGUFReader(path)
-    except (ValueError, OSError) as err:  # bad magic, unknown version, truncated file
-        detail = " ".join(str(err).split())[:160]
-        raise CheckpointError(f"{path} is not a GGUF file the gguf package can read "
-                              f"({detail})") from None
-
-
-def gguf_metadata(reader: Any) -> dict[str, Any]:
-    """Every metadata key of the file as a Python value (str, int, float, bool or list)."""
-    return {name: field.contents() for name, field in reader.fields.items()}
+        mapped = np.memmap(path, mode="r")
+        cursor = _Cursor(mapped)
+        if bytes(mapped[:4]) != b"GGUF":
+            raise ValueError(f"it starts with {bytes(mapped[:4])!r}, not b'GGUF'")
+        cursor.at = 4
+        version = cursor.number("I")
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version} (wxb reads 2 and 3, little-endian)")
+        tensor_count, key_count = cursor.number("Q"), cursor.number("Q")
+        metadata = {}
+        for _ in range(key_count):
+            key = cursor.string()
+            metadata[key] = cursor.value(cursor.number("I"))
+        table = []
+        for _ in range(tensor_count):
+            name = cursor.string()
+            dims = tuple(cursor.number("Q") for _ in range(cursor.number("I")))
+            table.append((name, dims, GGMLQuantizationType(cursor.number("I")),
+                          cursor.number("Q")))
+        align = int(metadata.get("general.alignment", 32))
+        start = -(-cursor.at // align) * align
+        tensors = []
+        for name, dims, kind, offset in table:
+            shape = tuple(reversed(dims))  # numpy's order: the row last
+            count = int(np.prod(dims))
+            if kind.name in PLAIN_TYPES:
+                dtype = np.dtype(PLAIN_TYPES[kind.name])
+            else:
+                block, size = GGML_QUANT_SIZES[kind]
+                dtype, count = np.dtype(np.uint8), count // block * size
+                shape = (*shape[:-1], shape[-1] // block * size)
+            at = start + offset
+            if at + count * dtype.itemsize > len(mapped):
+                raise ValueError(f"tensor {name} runs past the end of the file")
+            data = mapped[at:at + count * dtype.itemsize].view(dtype).reshape(shape)
+            tensors.append(GGUFTensor(name, kind, dims, data))
+    except (ValueError, OSError, struct.error, UnicodeDecodeError) as err:
+        detail = " ".join(str(err).split())[:160]  # bad magic, unknown version, truncated file
+        raise CheckpointError(f"{path} is not a GGUF file wxb can read ({detail})") from None
+    return GGUFFile(path, metadata, tensors)
 
 
 def load_gguf_tokenizer(path: str | Path) -> HFTokenizer:
     """The tokenizer a GGUF file (or a folder holding one) describes; see the module doc."""
     file = find_gguf(path) or Path(path)
-    return tokenizer_from_metadata(gguf_metadata(open_gguf(file)), file.name)
+    return tokenizer_from_metadata(open_gguf(file).metadata, file.name)
 
 
 def tokenizer_from_metadata(metadata: dict[str, Any], source: str = "GGUF file") -> HFTokenizer:
-    """Build the wxb tokenizer from a GGUF file's metadata (``gguf_metadata``)."""
+    """Build the wxb tokenizer from a GGUF file's metadata (``open_gguf(path).metadata``)."""
     kind = metadata.get("tokenizer.ggml.model")
     if kind not in SUPPORTED_TOKENIZERS:
         raise DataError(f"{source}: tokenizer.ggml.model is {kind!r}; wxb rebuilds GGUF "
