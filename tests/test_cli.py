@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from entry import run_wxb
 
 import wxb
-from wxb.cli import main
 from wxb.recipes import load_recipe, recipe_names
 
 
@@ -18,14 +18,6 @@ from wxb.recipes import load_recipe, recipe_names
 def quiet_progress_in_tmp(monkeypatch, tmp_path):
     monkeypatch.setenv("CI", "true")
     monkeypatch.chdir(tmp_path)  # a run that names no output dir writes to ./runs/train
-
-
-def run_wxb(capsys, *args) -> tuple[int, str, str]:
-    """Run `wxb ARGS` in this process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def write_csv(path, rows: int = 150, features: int = 5, classes: int = 3):

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import transformers
+from entry import wxb_cli
 from safetensors.torch import load_file
 
 import wxb
 from wxb.models.params import parameter_breakdown
-
-
-def wxb_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wxb.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, "CI": "true"}, timeout=300)
 
 
 @pytest.fixture(scope="module")

