@@ -14,6 +14,7 @@ the two.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,18 +32,21 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 def read_rows(path: str | Path, fieldnames: list[str] | None = None) -> list[dict[str, Any]]:
     """The rows of a table: .csv / .tsv with a header row (or without one, when
     ``fieldnames`` names the columns), or .jsonl / .json with one JSON object per line (CLUE's
-    files are JSON lines despite their suffix)."""
+    files are JSON lines despite their suffix); any of them gzip-compressed (``.csv.gz``)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
-    if path.suffix not in TABLE_SUFFIXES:
+    packed = path.suffix == ".gz"
+    suffix = Path(path.stem).suffix if packed else path.suffix
+    if suffix not in TABLE_SUFFIXES:
         raise DataError(f"data file {path} has suffix {path.suffix!r}; use one of: "
-                        f"{', '.join(TABLE_SUFFIXES)}")
-    with open(path, encoding="utf-8", newline="") as f:
-        if path.suffix in (".csv", ".tsv"):
+                        f"{', '.join(TABLE_SUFFIXES)} (or with .gz)")
+    opener = gzip.open if packed else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        if suffix in (".csv", ".tsv"):
             # Quotes are part of SST-2's text ("a `` funny '' movie"), so TSV reads them as-is.
             reader = csv.DictReader(f, fieldnames, delimiter="\t", quoting=csv.QUOTE_NONE) \
-                if path.suffix == ".tsv" else csv.DictReader(f, fieldnames)
+                if suffix == ".tsv" else csv.DictReader(f, fieldnames)
             rows = list(reader)
             if reader.fieldnames is None:
                 raise DataError(f"data file {path} is empty; it needs a header row")
