@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[text,metrics,audio,serve,rag,mcp,test]'
+	$(BIN)/python -m pip install --quiet -e '.[text,metrics,audio,serve,rag,mcp,vectors,test]'
 	$(BIN)/python -m pip install --quiet --no-deps openai-whisper==20250625
 	$(BIN)/python -m pip install --quiet 'numba>=0.58' 'tiktoken>=0.5' 'more-itertools>=10' tqdm
 	@command -v espeak-ng >/dev/null || \
