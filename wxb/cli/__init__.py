@@ -27,6 +27,7 @@ from wxb.cli import (
     train,
     transcribe,
     translate,
+    vectors,
     version,
 )
 from wxb.errors import WxbError
@@ -60,6 +61,7 @@ app.add_typer(tokenize.tokenizer_app, name="tokenizer")
 app.add_typer(recipe.recipe_app, name="recipe")
 app.add_typer(align.align_app, name="align")
 app.add_typer(rag.rag_app, name="rag")
+app.add_typer(vectors.vectors_app, name="vectors")
 
 
 def main(argv: list[str] | None = None) -> None:
