@@ -32,6 +32,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "bert": ("wxb.models.bert", "BertConfig", (
         "BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification",
         "BertForTokenClassification", "BertForQuestionAnswering")),
+    # ELMo's biLM (Peters et al. 2018); its words are vocab.txt beside the weights.
+    "elmo": ("wxb.models.elmo", "ElmoConfig", ("ElmoBiLM",)),
 }
 
 
