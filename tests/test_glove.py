@@ -226,5 +226,9 @@ def test_time_budget_and_bad_settings():
         fit_glove(matrix, GloVeConfig(x_max=-1.0))
     with pytest.raises(ConfigError, match="unknown glove field 'epoch'"):
         GloVeConfig.from_dict({"epoch": 3}, "glove")
+    with pytest.raises(DataError, match=r"square \(vocab, vocab\); got shape \(3, 4\)"):
+        fit_glove(sp.csr_matrix(np.ones((3, 4))), GloVeConfig())
+    with pytest.raises(DataError, match="NaN or infinite counts"):
+        fit_glove(sp.csr_matrix(np.array([[0.0, np.inf], [np.inf, 1.0]])), GloVeConfig())
     with pytest.raises(DataError, match="no positive entry"):
         fit_glove(sp.csr_matrix((3, 3)), GloVeConfig())

@@ -2,7 +2,7 @@
 
     sentences -> Vocabulary (min_count) -> ids -> X = cooccurrence(ids, window)   (scipy.sparse)
               -> for each epoch: shuffle the nonzeros of X, and for each batch of them
-                     J_batch, ∂J by hand (GloVe.gradients) -> AdaGrad step on the rows touched
+                     J_batch and ∂J by hand (GloVe.gradients) -> one AdaGrad step
               -> W + W̃ as WordVectors
 
 AdaGrad as glove.c does it, per parameter: every value of W, W̃, b, b̃ has its own
@@ -15,9 +15,9 @@ u² before the step rather than after, so that a word seen many times in one bat
 by less than one unit per value (u / √(1 + u²) < 1). glove.c's recent gradient clipping (at
 ±100 per value) is left out: a healthy run's values are orders of magnitude below it.
 
-The loss per epoch is the paper's J (no ½) divided by the nonzeros, summed over the batches
-as they are visited (as glove.c's printed cost is: the parameters move during the epoch);
-glove.c's "cost" is half of it.
+The loss per epoch is the paper's J (no ½: the formula the paper writes and the tests check)
+divided by the nonzeros, summed over the batches as they are visited (as glove.c's printed
+cost is: the parameters move during the epoch); glove.c's "cost" is half of it.
 
 Throughput (vector_size 100, batch 16384, CoNLL-2003 + IMDB: 13,921 words, 4.2M nonzeros):
 about 1.0-1.25M nonzeros/s on one torch thread, 3.5-4 s an epoch. Two threads were no faster
@@ -102,6 +102,11 @@ def fit_glove(matrix: sp.spmatrix, config: GloVeConfig | None = None, *,
     config = config or GloVeConfig()
     config.check()
     coo = sp.coo_matrix(matrix)
+    if coo.shape[0] != coo.shape[1]:
+        raise DataError(f"a co-occurrence matrix is square (vocab, vocab); got shape {coo.shape}")
+    if not np.isfinite(coo.data).all():
+        raise DataError("the co-occurrence matrix holds NaN or infinite counts; counts are "
+                        "finite sums of 1/distance")
     keep = coo.data > 0
     if not keep.any():
         raise DataError("the co-occurrence matrix has no positive entry: the corpus needs "
@@ -130,6 +135,7 @@ def fit_glove(matrix: sp.spmatrix, config: GloVeConfig | None = None, *,
                 batch = order[first:first + config.batch_size]
                 i, j = rows[batch], cols[batch]
                 grads = model.gradients(i, j, log_counts[batch], weights[batch])
+                # The paper's J: weighted and squared (the course's version was neither).
                 total += float(grads.loss)
                 for name, index in (("weight", i), ("bias", i), ("context_weight", j),
                                     ("context_bias", j)):
