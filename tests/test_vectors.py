@@ -340,3 +340,12 @@ def test_map_errors(tmp_path):
         with pytest.raises(ConfigError, match="pip install umap-learn"):
             plot_embeddings(rows, list("abcd"), tmp_path / "x.png", method="umap")
     assert not list(tmp_path.iterdir())
+
+
+def test_method_none_draws_2d_points_as_they_are(tmp_path):
+    from wxb.viz.embeddings import embedding_coordinates
+
+    points = np.array([[0.0, 1.0], [2.0, 3.0], [5.0, -1.0]])
+    np.testing.assert_array_equal(embedding_coordinates(points, "none"), points)
+    with pytest.raises(ConfigError, match="method 'none' draws 2-D vectors"):
+        embedding_coordinates(np.zeros((3, 4)), "none")

@@ -171,3 +171,5 @@ register(Task("speech-recognition", "fine-tune Whisper (or train one) on speech,
               train="wxb.tasks.speech_recognition.train:train_speech_recognition",
               pipeline="wxb.tasks.speech_recognition.pipeline:Transcriber",
               aliases=("automatic-speech-recognition", "transcribe", "asr")))
+register(Task("embedding-toy", "twelve sentiment words learned as points in two dimensions",
+              train="wxb.tasks.embedding_toy.train:train_embedding_toy"))

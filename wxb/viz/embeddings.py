@@ -20,7 +20,7 @@ from wxb.errors import ConfigError, DataError
 from wxb.io import atomic_save
 from wxb.viz.curves import font_families
 
-Method = Literal["pca", "tsne", "umap"]
+Method = Literal["pca", "tsne", "umap", "none"]
 _NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
@@ -28,6 +28,7 @@ def embedding_coordinates(vectors: np.ndarray, method: Method = "pca", *,
                           seed: int = 0) -> np.ndarray:
     """(n, 2) positions of ``vectors`` (n, d): scikit-learn's ``PCA(2)`` or ``TSNE(2)``, or
     ``umap.UMAP(2)`` when the ``umap-learn`` package is installed; ``seed`` fixes t-SNE and UMAP.
+    ``"none"`` draws 2-D vectors as they are (a learned 2-D embedding, unrotated).
 
     t-SNE's perplexity is scikit-learn's 30 where there are enough points, else (n − 1) / 3
     (it must stay below n).
@@ -36,6 +37,11 @@ def embedding_coordinates(vectors: np.ndarray, method: Method = "pca", *,
     if vectors.ndim != 2 or vectors.shape[0] < 2 or vectors.shape[1] < 2:
         raise DataError(f"an embedding map needs a (points, dim) matrix with at least 2 points "
                         f"and 2 dimensions; got shape {vectors.shape}")
+    if method == "none":
+        if vectors.shape[1] != 2:
+            raise ConfigError(f"method 'none' draws 2-D vectors as they are; these have "
+                              f"{vectors.shape[1]} dimensions (use pca, tsne or umap)")
+        return vectors
     if method == "pca":
         from sklearn.decomposition import PCA
 
@@ -53,7 +59,7 @@ def embedding_coordinates(vectors: np.ndarray, method: Method = "pca", *,
             raise ConfigError("method 'umap' needs the umap-learn package: pip install "
                               "umap-learn (or use method 'pca' or 'tsne')") from None
         return umap.UMAP(n_components=2, random_state=seed).fit_transform(vectors)
-    raise ConfigError(f"unknown projection method {method!r}; use pca, tsne or umap")
+    raise ConfigError(f"unknown projection method {method!r}; use pca, tsne, umap or none")
 
 
 def plot_embeddings(vectors: np.ndarray, labels: Sequence[str], path: str | os.PathLike, *,

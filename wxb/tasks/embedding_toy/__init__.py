@@ -1,0 +1,1 @@
+"""Task embedding-toy: twelve sentiment words as points in two dimensions."""
