@@ -449,14 +449,16 @@ class ElmoBiLM(PreTrainedModel):
                               attention_mask: torch.Tensor | None = None
                               ) -> tuple[torch.Tensor, ...]:
         """The L + 1 layers, each (batch, seq, 2 * projection_dim): [x; x], then
-        [forward_j; backward_j]; zero at padded positions. Read them in eval mode."""
+        [forward_j; backward_j]; zero at padded positions. Read them in eval mode. From
+        ``batch_to_ids(sentences)`` position 0 is <S> and position n + 1 is </S>: a word's
+        vectors are at 1 ... n, as the biLM was trained."""
         tokens, layers = self._layers(char_ids, self._mask(char_ids, attention_mask))
         return self._representations(tokens, layers)
 
     def forward(self, char_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels_forward: torch.Tensor | None = None,
                 labels_backward: torch.Tensor | None = None,
-                output_hidden_states: bool = False, **_: Any) -> BiLMOutput:
+                output_hidden_states: bool = False) -> BiLMOutput:
         tokens, layers = self._layers(char_ids, self._mask(char_ids, attention_mask))
         top_forward, top_backward = layers[-1]
         p = self.config.dropout

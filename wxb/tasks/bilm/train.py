@@ -58,8 +58,8 @@ METRICS = ("eval_loss", "perplexity", "eval_loss_forward", "eval_loss_backward",
 DIRECTIONS = ("forward", "backward")
 # Small enough to pretrain on a laptop CPU in minutes (ELMo's own are ElmoConfig's defaults).
 MODEL_DEFAULTS = {"max_characters_per_token": 50, "char_embedding_dim": 16,
-                  "filters": [[1, 32], [2, 32], [3, 64], [4, 128], [5, 128]],
-                  "n_highway": 2, "projection_dim": 128, "hidden_size": 512,
+                  "filters": [[1, 32], [2, 32], [3, 64], [4, 64], [5, 64]],
+                  "n_highway": 2, "projection_dim": 128, "hidden_size": 256,
                   "num_hidden_layers": 2, "dropout": 0.1}
 TRAINING_DEFAULTS = {"output_dir": "runs/bilm", "max_steps": 1000, "learning_rate": 2e-3,
                      "lr_scheduler_type": "cosine", "warmup_ratio": 0.05,
@@ -162,8 +162,12 @@ def evaluate_bilm(model: ElmoBiLM, dataset: Dataset, batch_size: int = 64) -> di
     model.eval()
     totals = dict.fromkeys(DIRECTIONS, 0.0)
     counts = dict.fromkeys(DIRECTIONS, 0)
+    # Sentences of similar length batched together: the sums do not depend on the order,
+    # and the LSTMs' loops do not run over padding.
+    order = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["word_ids"]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     with torch.no_grad():
-        for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_bilm):
+        for batch in DataLoader(dataset, batch_sampler=batches, collate_fn=collate_bilm):
             batch = {k: v.to(model.device) for k, v in batch.items()}
             out = model(**batch)
             for d in DIRECTIONS:
