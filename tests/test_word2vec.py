@@ -181,7 +181,7 @@ def test_quality_comparable_to_gensim(corpus, sg):
 
     from wxb.data.vectors import WordVectors
 
-    config = Word2VecConfig(vector_size=32, sg=sg, epochs=5, batch_words=200)
+    config = Word2VecConfig(vector_size=32, sg=sg, epochs=5, batch_words=50)
     ours, stats = train_word2vec(corpus, config)
     gensim = GensimWord2Vec(corpus, vector_size=32, window=5, sg=sg, negative=5, min_count=5,
                             epochs=5, workers=1, seed=0)

@@ -18,6 +18,10 @@ Batches of examples are scored at once; the gradients are written out by hand
 batch uses (``index_add_``), as word2vec's C loop does. ``forward`` is the same loss through
 autograd, the reference the tests compare the hand-written gradients with.
 
+A row that one step uses more than ``max_row_hits`` times moves as far as that many uses
+(see ``_capped``): summing hundreds of stale updates of one row diverges where word2vec's
+one-at-a-time updates saturate.
+
 One rule is word2vec's, not the gradient's: every row of a bag receives the whole gradient of
 ``h`` (word2vec's CBOW and fastText both add ``neu1e`` to each context row; gensim with
 ``cbow_mean=1`` too), i.e. ``len(bag)`` times the gradient of the mean. For skip-gram (bags of
@@ -58,6 +62,7 @@ class Word2VecConfig(Config):
     min_alpha: float = 1e-4
     epochs: int = 5
     batch_words: int = 500  # consecutive words whose pairs make one SGD step (skipgram.py)
+    max_row_hits: int = 16  # a row used more often in one step moves as far as this many uses
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -80,6 +85,7 @@ class Word2VecConfig(Config):
              f"give 0 <= min_alpha <= alpha ({self.alpha})")
         need(self.epochs >= 1, "epochs", "give at least 1 epoch")
         need(self.batch_words >= 1, "batch_words", "give at least 1 word per step")
+        need(self.max_row_hits >= 1, "max_row_hits", "give at least 1")
 
     def replace(self, **changes) -> Word2VecConfig:
         return dataclasses.replace(self, **changes)
@@ -207,12 +213,28 @@ class Word2Vec(nn.Module):
         summed loss before the step. Each row of a bag moves by ``-lr * grad_bag`` (word2vec's
         rule, see the module docstring)."""
         loss, grad_h, out_rows, grad_out = self.gradients(rows, offsets, targets, bag_of, valid)
+        cap = self.config.max_row_hits
         if out_rows is None:
             self.output_vectors.sub_(grad_out, alpha=lr)
         else:
+            grad_out = grad_out * _capped(out_rows, torch.ones(len(out_rows)), cap)[:, None]
             self.output_vectors.index_add_(0, out_rows, grad_out, alpha=-lr)
+        uses = (torch.ones(len(offsets)) if bag_of is None
+                else torch.bincount(bag_of, minlength=len(offsets)).float())
         if len(rows) != len(offsets):  # each row of a bag gets its bag's gradient
             sizes = torch.diff(offsets, append=torch.tensor([len(rows)]))
             grad_h = grad_h.repeat_interleave(sizes, dim=0)
+            uses = uses.repeat_interleave(sizes)
+        grad_h = grad_h * _capped(rows, uses, cap)[:, None]
         self.input_vectors.index_add_(0, rows, grad_h, alpha=-lr)
         return float(loss)
+
+
+def _capped(rows: torch.Tensor, uses: torch.Tensor, cap: int) -> torch.Tensor:
+    """(len(rows),) the factor min(1, cap / hits) of each entry, hits being how many examples
+    of the step use its row. Word2vec applies each example at once, so a row used many times
+    in a row (a run of "!!!!", a frequent negative) feels its own updates saturate the scores;
+    summed at once, hundreds of stale updates overshoot and the loss diverges (seen on IMDB at
+    batch_words=100 without it). Rows used at most ``cap`` times move exactly as word2vec's."""
+    hits = torch.zeros(int(rows.max()) + 1).index_add_(0, rows, uses)
+    return (cap / hits[rows]).clamp(max=1.0)
