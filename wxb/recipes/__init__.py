@@ -23,7 +23,7 @@ DEFAULT_TRAIN_RECIPE = "digits-cnn"
 # A recipe that names no task trains an image / feature classifier, as the first ones did.
 DEFAULT_TASK = "image-classify"
 # The data fields that name files (relative to the data folder).
-DATA_FILES = ("path", "train", "validation", "test")
+DATA_FILES = ("path", "corpus", "train", "validation", "test")
 
 def recipe_names() -> list[str]:
     """The names of the bundled recipes, sorted."""

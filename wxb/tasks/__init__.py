@@ -173,3 +173,7 @@ register(Task("speech-recognition", "fine-tune Whisper (or train one) on speech,
               aliases=("automatic-speech-recognition", "transcribe", "asr")))
 register(Task("embedding-toy", "twelve sentiment words learned as points in two dimensions",
               train="wxb.tasks.embedding_toy.train:train_embedding_toy"))
+register(Task("word-vectors", "Word2Vec, fastText or GloVe vectors trained on a corpus",
+              train="wxb.tasks.word_vectors.train:train_word_vectors"))
+register(Task("bilm", "pretrain ELMo's biLM (char CNN + forward and backward LSTM LMs) on text",
+              train="wxb.tasks.bilm.train:train_bilm"))

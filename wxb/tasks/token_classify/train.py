@@ -204,14 +204,27 @@ def build_tagger(section: ModelSection, tags: LabelSet, sentences: Sequence[Tagg
 
 
 def _load_vectors(model: PreTrainedModel, tokenizer: Tokenizer, path: str) -> int:
-    """Copy word2vec / GloVe vectors into the embeddings; a word missing from the file takes
-    its lower-cased form's vector (GloVe is lower-cased, CoNLL's words are not)."""
+    """Copy pretrained vectors into the embeddings: a word2vec / GloVe file or a named set
+    (``glove-6b-50d``), where a word missing takes its lower-cased form's vector (GloVe is
+    lower-cased, CoNLL's words are not); or a fastText folder, whose character n-grams give
+    every word a vector, seen in its corpus or not (its own words are lower-cased too)."""
+    from pathlib import Path
+
     from wxb.data.vectors import read_word_vectors
 
     if not hasattr(model, "load_vectors"):
         raise ConfigError(f"model.vectors: {type(model).__name__} takes no word vectors; "
                           "use type: rnn")
     vocab = tokenizer.get_vocab()
+    if Path(path).is_dir():
+        import torch
+
+        from wxb.models.fasttext import FastTextVectors
+
+        subwords = FastTextVectors.load(path)
+        special = {tokenizer.pad_token_id, tokenizer.unk_token_id}
+        return model.load_vectors({w: torch.from_numpy(subwords.get(w.lower()))
+                                   for w, i in vocab.items() if i not in special}, vocab)
     vectors = read_word_vectors(path, {*vocab, *(w.lower() for w in vocab)})
     chosen = {w: vectors.get(w, vectors.get(w.lower())) for w in vocab}
     return model.load_vectors({w: v for w, v in chosen.items() if v is not None}, vocab)
