@@ -12,6 +12,18 @@ With ``case_embedding_size``, each word's case class (``case_ids``: lower, Title
 ``wxb.data.tagging.CASES``) is embedded and joined to its word vector (Collobert et al. 2011's
 caps feature), so an unseen word still shows its capitals: most unseen words in NER are names.
 
+The tagger can also read ELMo (Peters et al. 2018, as they do for NER): ``elmo_config`` holds
+the config of a pretrained biLM (``wxb.models.elmo.ElmoBiLM``), which the tagger carries frozen as
+``elmo``; its L + 1 layer representations of the words are mixed by a trainable ``ScalarMix``
+(gamma * sum_j softmax(w)_j h_j) and the mix is joined to the word (and case) vector before the
+recurrent layers. The biLM reads each sentence framed by <S> and </S> (``char_ids`` from
+``wxb.models.elmo.batch_to_ids``), as it was trained; the two boundary positions are dropped,
+so there is one vector per word. A training loop can hand the frozen layers in precomputed
+(``elmo_representations``): they do not change, and computing them once saves the biLM's
+forward pass at every step. The mix's layer norm is off by default (``elmo_layer_norm``):
+ScalarMix normalises by one mean and variance over the whole batch, so with it a sentence's
+tags would depend on the sentences batched with it (allennlp's NER model leaves it off too).
+
 The recurrent layers are ``wxb.nn.Recurrent`` (written out; ``impl: torch`` runs the same
 parameters through PyTorch's kernels). Padding is read from ``attention_mask`` (right-padded
 batches): padded steps never change a state, and the backward direction starts at each
@@ -26,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wxb.errors import ConfigError
+from wxb.errors import ConfigError, DataError
 from wxb.models.base import LabelledConfig, PreTrainedModel, check_token_ids
+from wxb.models.elmo import ElmoBiLM, ElmoConfig, ScalarMix
 from wxb.models.outputs import SequenceClassifierOutput, TokenClassifierOutput
 from wxb.nn import Dropout, Recurrent
 from wxb.nn.recurrent import GATES, IMPLS
@@ -50,6 +63,8 @@ class RNNConfig(LabelledConfig):
     word_dropout: float = 0.0  # in training, a word becomes [UNK] (unk_token_id) this often
     case_embedding_size: int = 0  # > 0: case_ids (batch, seq) embedded and joined to the words
     case_vocab_size: int = 6  # the case classes (wxb.data.tagging.CASES)
+    elmo_config: dict | None = None  # the tagger's frozen biLM (an ElmoConfig as a dict)
+    elmo_layer_norm: bool = False  # ScalarMix's do_layer_norm (see the module docstring)
     impl: str = "wxb"  # wxb (written out) | torch (PyTorch's kernels, same parameters)
     pad_token_id: int | None = 0
     unk_token_id: int | None = 1
@@ -74,6 +89,23 @@ class RNNConfig(LabelledConfig):
         # [UNK] is fed to the embeddings only when word dropout puts it in.
         check_token_ids(self, self.vocab_size, embedded=("pad_token_id",) + (
             ("unk_token_id",) if self.word_dropout else ()))
+        if self.elmo_config is not None:
+            if not isinstance(self.elmo_config, dict):
+                raise ConfigError("elmo_config is the biLM's config as a dict (its config.json), "
+                                  f"got {type(self.elmo_config).__name__}")
+            ElmoConfig.from_dict(self.elmo_config)  # a bad biLM config is refused here
+
+    @property
+    def elmo_dim(self) -> int:
+        """The width of each biLM layer the tagger mixes (2 * projection_dim), 0 without one."""
+        return 2 * self.elmo_config.get("projection_dim", ElmoConfig.projection_dim) if (
+            self.elmo_config) else 0
+
+    @property
+    def elmo_layers(self) -> int:
+        """How many biLM layers the mix weighs: the token layer and each LSTM layer."""
+        return 1 + self.elmo_config.get("num_hidden_layers", ElmoConfig.num_hidden_layers) if (
+            self.elmo_config) else 0
 
 
 class _RNNBase(PreTrainedModel):
@@ -91,8 +123,8 @@ class _RNNBase(PreTrainedModel):
             self.case_embeddings = nn.Embedding(config.case_vocab_size,
                                                 config.case_embedding_size)
             nn.init.normal_(self.case_embeddings.weight, std=config.initializer_range)
-        self.rnn = Recurrent(config.cell, config.embedding_size + config.case_embedding_size,
-                             config.hidden_size, config.num_hidden_layers,
+        features = config.embedding_size + config.case_embedding_size + config.elmo_dim
+        self.rnn = Recurrent(config.cell, features, config.hidden_size, config.num_hidden_layers,
                              bidirectional=config.bidirectional, dropout=config.dropout,
                              impl=config.impl)
         self.dropout = Dropout(config.dropout)
@@ -111,6 +143,10 @@ class _RNNBase(PreTrainedModel):
             rows.append(("case embeddings", r"^case_embeddings\.",
                          f"cases*Ec = {c.case_vocab_size}*{c.case_embedding_size}"))
             e += c.case_embedding_size
+        if c.elmo_config:
+            rows += [("elmo (frozen biLM)", r"^elmo\.", "the pretrained biLM's, not trained"),
+                     ("elmo scalar mix", r"^scalar_mix\.", f"layers+gamma = {c.elmo_layers}+1")]
+            e += c.elmo_dim
         rows += [("rnn layer 1", r"^rnn\..*_l0(_reverse)?$",
                  f"D*G*(H*(E+H)+2H) = {d}*{g}*{h * (e + h) + 2 * h:,}")]
         if layers > 1:
@@ -121,8 +157,10 @@ class _RNNBase(PreTrainedModel):
         return rows
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-               case_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, object, torch.Tensor]:
-        """(outputs (batch, seq, directions * hidden), final state, lengths (batch,))."""
+               case_ids: torch.Tensor | None = None, extra: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, object, torch.Tensor]:
+        """(outputs (batch, seq, directions * hidden), final state, lengths (batch,)); ``extra``
+        (batch, seq, features) is joined to each word's vector (the tagger's ELMo mix)."""
         if attention_mask is None:
             lengths = torch.full((input_ids.shape[0],), input_ids.shape[1])
         else:
@@ -139,6 +177,8 @@ class _RNNBase(PreTrainedModel):
                                   "(case_embedding_size > 0): make them with "
                                   "wxb.data.tagging.word_cases")
             vectors = torch.cat([vectors, self.case_embeddings(case_ids)], dim=-1)
+        if extra is not None:
+            vectors = torch.cat([vectors, extra.to(vectors.dtype)], dim=-1)
         out, final = self.rnn(self.dropout(vectors), lengths)
         return out, final, lengths
 
@@ -162,6 +202,12 @@ class _RNNBase(PreTrainedModel):
 
 class RNNForSequenceClassification(_RNNBase):
     """One label per text, from the sentence vector ``config.pooling`` makes."""
+
+    def __init__(self, config: RNNConfig) -> None:
+        if config.elmo_config is not None:
+            raise ConfigError("elmo_config: ELMo features are the tagger's "
+                              "(RNNForTokenClassification); the classifier reads words only")
+        super().__init__(config)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None,
@@ -197,14 +243,61 @@ class RNNForSequenceClassification(_RNNBase):
 
 
 class RNNForTokenClassification(_RNNBase):
-    """One label per token (a BiLSTM tagger for NER); label -100 is ignored."""
+    """One label per token (a BiLSTM tagger for NER); label -100 is ignored. With
+    ``elmo_config``, a frozen biLM (``elmo``) and a trainable ``scalar_mix`` of its layers."""
+
+    def __init__(self, config: RNNConfig) -> None:
+        super().__init__(config)
+        self.elmo = self.scalar_mix = None
+        if config.elmo_config is not None:
+            self.elmo = ElmoBiLM(ElmoConfig.from_dict(config.elmo_config))
+            self.elmo.requires_grad_(False).eval()
+            self.scalar_mix = ScalarMix(config.elmo_layers,
+                                        do_layer_norm=config.elmo_layer_norm)
+
+    def train(self, mode: bool = True) -> RNNForTokenClassification:
+        super().train(mode)
+        if self.elmo is not None:  # frozen: its dropout stays off, as when it was read
+            self.elmo.eval()
+        return self
+
+    @torch.no_grad()
+    def elmo_representations(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """The frozen biLM's layers at the words: char_ids (batch, seq + 2, chars) of the
+        sentences framed by <S> and </S> (``batch_to_ids``) -> (batch, elmo_layers, seq,
+        elmo_dim), the boundary positions dropped and zero past each sentence's last word."""
+        if self.elmo is None:
+            raise ConfigError("this tagger has no biLM (elmo_config is not set)")
+        layers = self.elmo.layer_representations(char_ids)
+        # Framed, word k is at position k + 1, and it is a word iff position k + 2 is real
+        # (that is </S> for the last word); position 0 is <S>.
+        words = (char_ids[:, 2:] > 0).any(-1)
+        return torch.stack([h[:, 1:-1] for h in layers], dim=1) * words[:, None, :, None]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None,
-                case_ids: torch.Tensor | None = None) -> TokenClassifierOutput:
-        """input_ids (batch, seq), right-padded -> logits (batch, seq, labels)."""
-        out, _, _ = self.encode(input_ids, attention_mask, case_ids)
+                case_ids: torch.Tensor | None = None, char_ids: torch.Tensor | None = None,
+                elmo_representations: torch.Tensor | None = None) -> TokenClassifierOutput:
+        """input_ids (batch, seq), right-padded -> logits (batch, seq, labels). With ELMo, give
+        ``char_ids`` (batch, seq + 2, chars) of the same sentences framed by <S> and </S>, or
+        their ``elmo_representations`` (batch, elmo_layers, seq, elmo_dim) computed before."""
+        mix = None
+        if self.scalar_mix is not None:
+            if elmo_representations is None:
+                if char_ids is None:
+                    raise ConfigError("this tagger reads ELMo: give char_ids (wxb.models.elmo."
+                                      "batch_to_ids of the words) or elmo_representations")
+                elmo_representations = self.elmo_representations(char_ids)
+            expected = (input_ids.shape[0], self.config.elmo_layers, input_ids.shape[1],
+                        self.config.elmo_dim)
+            if tuple(elmo_representations.shape) != expected:
+                raise DataError(f"elmo_representations are {tuple(elmo_representations.shape)}"
+                                f"; input_ids {tuple(input_ids.shape)} need {expected} (the "
+                                "biLM's layers of the same words, without <S> and </S>)")
+            mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+            mix = self.scalar_mix(elmo_representations.float().unbind(1), mask)
+        out, _, _ = self.encode(input_ids, attention_mask, case_ids, mix)
         logits = self.classifier(self.dropout(out))
         loss = None
         if labels is not None:

@@ -2,7 +2,8 @@
 answers with ``aggregation_strategy="simple"``: per text, ``[{"entity_group": "PER", "score":
 0.99, "word": "Peter Blackburn", "start": 0, "end": 15}, ...]`` (the score is the mean
 probability of the entity's tags). Words are the text's runs of non-space characters, as in the
-CoNLL files the tagger learned from."""
+CoNLL files the tagger learned from. A tagger with ELMo carries its biLM, which reads each
+sentence here (framed by <S> and </S>) as it did before training."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from wxb.data.tagging import word_cases, word_ids
 from wxb.data.text import PaddingCollator
 from wxb.metrics import entities
+from wxb.models.elmo import batch_to_ids
 from wxb.tasks.models import load_with_head
 
 
@@ -37,8 +39,12 @@ class Tagger:
         collate = PaddingCollator(self.tokenizer.pad_token_id)
         tags: list[list[str]] = []
         scores: list[list[float]] = []
+        elmo = getattr(self.model, "elmo", None)
         for start in range(0, len(examples), batch_size):
             batch = collate(examples[start:start + batch_size])
+            if elmo is not None:
+                batch["char_ids"], _ = batch_to_ids(sentences[start:start + batch_size],
+                                                    elmo.config.max_characters_per_token)
             lengths = batch["attention_mask"].sum(1).tolist()
             batch = {k: v.to(self.model.device) for k, v in batch.items()}
             best = self.model(**batch).logits.float().softmax(-1).max(-1)

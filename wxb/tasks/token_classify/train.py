@@ -11,12 +11,22 @@ The config (a recipe with ``task: token-classify`` is one)::
     model:    {type: rnn, tokenizer: DIR | {kind: word, min_frequency: 1, vocab_size: null,
                                             lowercase: false},
                vectors: FILE (word2vec / GloVe text, optional),
+               elmo: DIR (a biLM folder of the bilm task, optional; elmo_layer_norm: false),
                <fields of the family's config: cell, hidden_size, embedding_size,
                 num_hidden_layers, dropout, word_dropout, case_embedding_size, impl, ...>}
     data:     {train: FILE, validation: FILE, test: FILE, format: conll,
                tag_column: -1, max_length: 128}
     training: {<TrainingArguments fields>}
     max_time_seconds: 1500    # stop training after this much wall time
+
+With ``elmo``, the biLM is copied into the tagger (its weights in the tagger's
+model.safetensors, its config as ``elmo_config`` in config.json), so the saved folder tags on
+its own; it stays frozen and only its layers' scalar mix is trained. Its layers of every
+sentence are computed once, before training (``elmo_features``): on 2 CPU cores the biLM's
+forward pass costs more than the tagger's whole step, and its output never changes. The
+training split's are kept in float16 (half the memory; the noise is far below what dropout
+adds), the scored splits' in float32, so the scores are those the saved folder's pipeline
+(which runs the biLM on the fly) gives.
 
 Scores count every word of the files: the words cut off by ``max_length`` count as tagged
 ``O``, so a cut never flatters a score. As in text classification, the model evaluated and
@@ -33,7 +43,7 @@ import numpy as np
 
 from wxb.config import check_known_keys
 from wxb.data.conll import TaggedSentence, read_conll
-from wxb.errors import ConfigError
+from wxb.errors import ConfigError, DataError
 from wxb.metrics import entity_scores, token_scores_without_o
 from wxb.models import registry
 from wxb.tasks.models import head_architecture
@@ -41,7 +51,9 @@ from wxb.tasks.run import Run, evaluate_with
 from wxb.tasks.sections import Section, at_least
 
 if TYPE_CHECKING:
-    from wxb.data.text import LabelSet
+    import torch
+
+    from wxb.data.text import EncodedTexts, LabelSet
     from wxb.models.base import PreTrainedModel
     from wxb.tokenizers.base import Tokenizer
     from wxb.train.trainer import EvalPrediction
@@ -61,13 +73,15 @@ METRICS = tuple(f"{prefix}_{m}" for _, prefix in SCORED_SPLITS for m in SPLIT_ME
 @dataclasses.dataclass
 class ModelSection(Section):
     """``type`` names the family (with a token-classification head); the tagger's word
-    ``tokenizer`` (a folder, or settings trained on the training split) and optional word
-    ``vectors``; the other keys are fields of the family's config."""
+    ``tokenizer`` (a folder, or settings trained on the training split), optional word
+    ``vectors`` and an optional biLM folder ``elmo`` whose layers' mix joins each word's
+    vector; the other keys are fields of the family's config."""
 
     extra_fields = True
     type: str | None = None
     tokenizer: str | dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_TOKENIZER))
     vectors: str | None = None
+    elmo: str | None = None
 
     def check(self) -> None:
         if self.type is None:
@@ -75,6 +89,9 @@ class ModelSection(Section):
                               "{type: rnn, cell: lstm, hidden_size: 128}")
         check_known_keys(self.model_class().config_class, self.extra,
                          f"{self.type} config field")
+        if "elmo_config" in self.extra:
+            raise ConfigError("model.elmo_config comes from the biLM folder: give model.elmo: "
+                              "DIR (e.g. runs/bilm-conll/model) instead")
 
     def model_class(self) -> type:
         return registry.model_class(self.type, head_architecture(self.type,
@@ -146,12 +163,29 @@ def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
         if truncated[name]:
             run.log(f"{name}: {truncated[name]:,} sentences truncated to max_length "
                     f"{data.max_length} words (the words cut off count as tagged O)")
-    run.log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters, "
+    run.log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters "
+            f"({model.num_parameters(trainable_only=True):,} trained), "
             f"vocabulary {tokenizer.vocab_size:,} words")
+    collator = PaddingCollator(tokenizer.pad_token_id)
+    elmo_cache = None
+    if model_section.elmo is not None:
+        import time
+
+        import torch
+
+        start, elmo_cache = time.perf_counter(), {}
+        for name, sentences in splits.items():
+            dtype = torch.float16 if name == "train" else torch.float32
+            elmo_cache[name] = add_elmo_features(
+                model, encoded[name], [s.tokens for s in sentences], data.max_length, dtype)
+        megabytes = sum(elmo_cache.values()) / 2**20
+        run.log(f"elmo: the biLM's layers of every word computed in "
+                f"{time.perf_counter() - start:.0f} s, {megabytes:,.0f} MB")
+        collator = ElmoCollator(tokenizer.pad_token_id)
 
     trainer = run.trainer(model, args, train_dataset=encoded["train"],
                           eval_dataset=encoded.get("validation"),
-                          data_collator=PaddingCollator(tokenizer.pad_token_id),
+                          data_collator=collator,
                           compute_metrics=tag_metrics(splits["validation"], tags.names)
                           if "validation" in splits else None)
     output = trainer.train(resume_from_checkpoint=resume)
@@ -174,7 +208,8 @@ def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
                       metric=headline,
                       sentences={name: len(s) for name, s in splits.items()},
                       truncated=truncated, labels=tags.names,
-                      vocab_size=tokenizer.vocab_size, vectors_found=found)
+                      vocab_size=tokenizer.vocab_size, vectors_found=found,
+                      elmo=elmo_summary(model, elmo_cache) if elmo_cache is not None else None)
 
 
 def build_tagger(section: ModelSection, tags: LabelSet, sentences: Sequence[TaggedSentence],
@@ -195,8 +230,17 @@ def build_tagger(section: ModelSection, tags: LabelSet, sentences: Sequence[Tagg
     values = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id,
               "unk_token_id": tokenizer.unk_token_id, "num_labels": len(tags.values),
               "id2label": tags.id2label, **section.extra}
+    bilm = None
+    if section.elmo is not None:
+        bilm = load_elmo(section.elmo)
+        values["elmo_config"] = bilm.config.to_dict()
     torch.manual_seed(seed)
     model = cls(cls.config_class.from_dict(values, strict=True))
+    if bilm is not None:
+        if getattr(model, "elmo", None) is None:
+            raise ConfigError(f"model.elmo: {cls.__name__} takes no ELMo features; use "
+                              "type: rnn")
+        model.elmo.load_state_dict(bilm.state_dict())
     found = None
     if section.vectors is not None:
         found = _load_vectors(model, tokenizer, section.vectors)
@@ -228,6 +272,97 @@ def _load_vectors(model: PreTrainedModel, tokenizer: Tokenizer, path: str) -> in
     vectors = read_word_vectors(path, {*vocab, *(w.lower() for w in vocab)})
     chosen = {w: vectors.get(w, vectors.get(w.lower())) for w in vocab}
     return model.load_vectors({w: v for w, v in chosen.items() if v is not None}, vocab)
+
+
+def load_elmo(folder: str) -> Any:
+    """The biLM of a folder the bilm task wrote; a folder that is not one is a one-line error."""
+    import json
+    from pathlib import Path
+
+    from wxb.errors import WxbError
+    from wxb.models.elmo import ElmoBiLM
+
+    config = Path(folder) / "config.json"
+    hint = "give a biLM folder of the bilm task, e.g. runs/bilm-conll/model"
+    if not config.is_file():
+        raise ConfigError(f"model.elmo: {folder} has no config.json; {hint}")
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"model.elmo: {config} is not JSON ({error}); {hint}") from None
+    if model_type != "elmo":
+        raise ConfigError(f"model.elmo: {folder} holds a {model_type!r} model, not a biLM "
+                          f"('elmo'); {hint}")
+    try:
+        return ElmoBiLM.from_pretrained(folder).eval()
+    except (WxbError, OSError) as error:
+        raise ConfigError(f"model.elmo: {folder} does not load as a biLM ({error})") from None
+
+
+ELMO_KEY = "elmo_representations"
+
+
+def add_elmo_features(model: Any, dataset: EncodedTexts, sentences: Sequence[Sequence[str]],
+                      max_length: int, dtype: torch.dtype, batch_size: int = 64) -> int:
+    """Put the frozen biLM's layers of every sentence into ``dataset`` (column
+    ``elmo_representations``: per sentence (elmo_layers, words, elmo_dim), cut to
+    ``max_length`` words as the ids are) and return how many bytes they take.
+
+    The biLM reads each whole sentence (as the pipeline does), framed by <S> and </S>;
+    sentences of similar length share a batch, so little of the work is padding.
+    """
+    from wxb.models.elmo import batch_to_ids
+
+    chars = model.elmo.config.max_characters_per_token
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    features: list[torch.Tensor | None] = [None] * len(sentences)
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        char_ids, _ = batch_to_ids([sentences[i] for i in batch], chars)
+        layers = model.elmo_representations(char_ids.to(model.device)).to("cpu", dtype)
+        for row, i in enumerate(batch):
+            n = min(len(sentences[i]), max_length)
+            features[i] = layers[row, :, :n].clone()  # its own storage, not the batch's
+    dataset.encodings[ELMO_KEY] = features
+    return sum(f.numel() * f.element_size() for f in features)
+
+
+class ElmoCollator:
+    """``PaddingCollator``'s batch plus ``elmo_representations`` (batch, layers, seq, dim) in
+    float32, zero past each sentence's end."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        from wxb.data.text import PaddingCollator
+
+        self.words = PaddingCollator(pad_token_id)
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
+
+        batch = self.words([{k: v for k, v in e.items() if k != ELMO_KEY} for e in examples])
+        features = [e[ELMO_KEY] for e in examples]
+        layers, _, dim = features[0].shape
+        out = torch.zeros(len(features), layers, batch["input_ids"].shape[1], dim)
+        for i, f in enumerate(features):
+            if f.shape[1] != len(examples[i]["input_ids"]):
+                raise DataError(f"example {i}: {f.shape[1]} ELMo vectors for "
+                                f"{len(examples[i]['input_ids'])} words")
+            out[i, :, :f.shape[1]] = f
+        batch[ELMO_KEY] = out
+        return batch
+
+
+def elmo_summary(model: Any, cache_bytes: dict[str, int]) -> dict[str, Any]:
+    """What result.json says of the ELMo features: the learned mix and the cache's size."""
+    import torch
+
+    mix = model.scalar_mix
+    return {"layers": model.config.elmo_layers, "dim": model.config.elmo_dim,
+            "layer_norm": model.config.elmo_layer_norm,
+            "mix_weights": [round(w, 4) for w in
+                            torch.softmax(mix.scalar_parameters.detach(), 0).tolist()],
+            "gamma": round(float(mix.gamma.detach()), 4),
+            "cache_megabytes": {k: round(v / 2**20, 1) for k, v in cache_bytes.items()}}
 
 
 def tag_metrics(sentences: Sequence[TaggedSentence],
