@@ -24,6 +24,7 @@ DEFAULT_TRAIN_RECIPE = "digits-cnn"
 DEFAULT_TASK = "image-classify"
 # The data fields that name files (relative to the data folder).
 DATA_FILES = ("path", "corpus", "train", "validation", "test")
+EARLIER_FILES = ("vectors", "elmo")  # model keys that may name what an earlier run wrote
 
 def recipe_names() -> list[str]:
     """The names of the bundled recipes, sorted."""
@@ -93,22 +94,38 @@ def run_recipe(name: str, data_dir: str | Path | None = None,
 
 
 def _check_earlier_run(recipe: dict[str, Any], name: str) -> None:
-    """A model under ``runs/`` must exist, for the recipe and each variant of a comparison:
-    say which recipe makes it (``runs/<recipe>/...``), if one does, or that ``--model`` (or
-    the variant's ``model.pretrained``) picks another."""
+    """A model (or vectors, or a biLM) under ``runs/`` must exist, for the recipe and each
+    variant of a comparison: say which recipe makes it (``runs/<recipe>/...``), if one does,
+    or that ``--model`` (or the variant's ``model.pretrained``) picks another."""
     variants = recipe.get("variants") if isinstance(recipe.get("variants"), dict) else {}
     for variant, config in (("", recipe), *variants.items()):
         section = config.get("model") if isinstance(config, dict) else None
-        model = str((section if isinstance(section, dict) else {}).get("pretrained", ""))
-        parts = Path(model).parts
-        if len(parts) > 1 and parts[0] == "runs" and not Path(model).is_dir():
-            which = f" (variant {variant})" if variant else ""
+        section = section if isinstance(section, dict) else {}
+        which = f" (variant {variant})" if variant else ""
+        for key in EARLIER_FILES:  # vectors or a biLM that an earlier run wrote
+            made = str(section.get(key, ""))
+            if _earlier(made) and not Path(made).exists():
+                raise ConfigError(f"recipe {name}{which} reads model.{key} {made}, which does "
+                                  f"not exist yet: {_maker(made)}")
+        model = str(section.get("pretrained", ""))
+        if _earlier(model) and not Path(model).is_dir():
             other = (f"set variants.{variant}.model.pretrained to another checkpoint" if variant
                      else "give another checkpoint with --model")
-            maker = (f"run `wxb recipe run {parts[1]}` first" if parts[1] in recipe_names()
-                     else "make it first (no recipe makes it)")
             raise ConfigError(f"recipe {name}{which} fine-tunes {model}, which does not exist "
-                              f"yet: {maker}, or {other}")
+                              f"yet: {_maker(model)}, or {other}")
+
+
+def _earlier(path: str) -> bool:
+    """Whether ``path`` is inside a run folder (``runs/<name>/...``)."""
+    parts = Path(path).parts
+    return len(parts) > 1 and parts[0] == "runs"
+
+
+def _maker(path: str) -> str:
+    """What makes the run folder of ``path``: the recipe of its name, if there is one."""
+    maker = Path(path).parts[1]
+    return (f"run `wxb recipe run {maker}` first" if maker in recipe_names()
+            else "make it first (no recipe makes it)")
 
 
 def _resolve_data(data: dict[str, Any], data_dir: str | Path | None,
