@@ -54,29 +54,14 @@ from wxb.data.corpus import read_corpus
 from wxb.metrics.word_vectors import analogy_accuracy, analogy_questions, similarity_correlation
 from wxb.models.word2vec import Word2Vec, Word2VecConfig
 from wxb.tasks.word_vectors import skipgram
-
-
-def gensim_vectors(sentences, config: Word2VecConfig, seed: int):
-    from gensim.models import Word2Vec as GensimWord2Vec
-
-    from wxb.data.vectors import WordVectors
-
-    model = GensimWord2Vec(vector_size=config.vector_size, window=config.window, sg=1,
-                           negative=config.negative, min_count=config.min_count,
-                           sample=config.sample, alpha=config.alpha,
-                           min_alpha=config.min_alpha, workers=1, seed=seed)
-    model.build_vocab(sentences)
-    start = time.perf_counter()
-    model.train(sentences, total_examples=len(sentences), epochs=config.epochs)
-    seconds = time.perf_counter() - start
-    return WordVectors(list(model.wv.index_to_key), model.wv.vectors.copy()), seconds
+from wxb.tasks.word_vectors.train import gensim_vectors
 
 
 def quality(sentences, config: Word2VecConfig) -> dict:
     words = sum(map(len, sentences))
     ours, stats = skipgram.train_word2vec(sentences, config)
-    theirs, gensim_s = gensim_vectors(sentences, config, seed=0)
-    other, _ = gensim_vectors(sentences, config, seed=1)
+    theirs, gensim_s = gensim_vectors(sentences, "skipgram", config, seed=0)
+    other, _ = gensim_vectors(sentences, "skipgram", config, seed=1)
     frequent = [w for w in ours.words[:200] if w in theirs.index and w in other.index]
     questions = analogy_questions(ours.words)
     out = {"benchmark": "word2vec_throughput", "corpus_words": words,
