@@ -14,10 +14,10 @@ from wxb.errors import ConfigError, DataError
 from wxb.models.elmo import ElmoBiLM, ElmoConfig, ElmoVocabulary, batch_to_ids
 from wxb.tasks.contextual_vectors.train import (
     DataSection,
-    contextual_vectors,
     nearest_neighbour_accuracy,
     sense_separation,
     target_vectors,
+    train_contextual_vectors,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -86,7 +86,7 @@ def test_layer_0_is_the_same_vector_in_every_sentence_and_separates_nothing(bilm
 
 def test_the_task_writes_a_map_per_word_and_layer_and_the_result(bilm_dir, tmp_path):
     lines = []
-    result = contextual_vectors(config(bilm_dir, tmp_path / "run"), log=lines.append)
+    result = train_contextual_vectors(config(bilm_dir, tmp_path / "run"), log=lines.append)
     metrics = result["metrics"]
     for word in ("bank", "play"):
         assert metrics[f"{word}_layer0_separation"] == 0.0
@@ -110,14 +110,14 @@ def test_bad_input_is_one_line_naming_it(bilm_dir, tmp_path):
                         "money": ["the bank paid .", "the bank lent ."]}}
     with pytest.raises(DataError, match=r"data.targets.bank.river, sentence 2 \('a Bank of "
                                         r"sand \.'\): no word 'bank'"):
-        contextual_vectors(config(bilm_dir, tmp_path / "run", missing))
+        train_contextual_vectors(config(bilm_dir, tmp_path / "run", missing))
     one = {"bank": {"river": ["the bank was muddy .", "a bank of sand ."]}}
     with pytest.raises(ConfigError, match=r"data.targets.bank must map two or more senses"):
-        contextual_vectors(config(bilm_dir, tmp_path / "run", one))
+        train_contextual_vectors(config(bilm_dir, tmp_path / "run", one))
     lonely = {"bank": {"river": ["the bank was muddy ."], "money": ["a", "b"]}}
     with pytest.raises(ConfigError, match=r"data.targets.bank.river must be a list of two"):
-        contextual_vectors(config(bilm_dir, tmp_path / "run", lonely))
+        train_contextual_vectors(config(bilm_dir, tmp_path / "run", lonely))
     with pytest.raises(ConfigError, match=r"model.elmo: .*nowhere has no config.json"):
-        contextual_vectors(config(str(tmp_path / "nowhere"), tmp_path / "run"))
+        train_contextual_vectors(config(str(tmp_path / "nowhere"), tmp_path / "run"))
     with pytest.raises(ConfigError, match=r"model.elmo is missing"):
-        contextual_vectors({"data": {"targets": TARGETS}})
+        train_contextual_vectors({"data": {"targets": TARGETS}})

@@ -178,7 +178,7 @@ def nearest_neighbour_accuracy(vectors: np.ndarray, senses: list[str]) -> float:
     return float(np.mean(scores))
 
 
-def contextual_vectors(config: dict[str, Any], *, resume: bool = False,
+def train_contextual_vectors(config: dict[str, Any], *, resume: bool = False,
                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure and plot how each layer of the configured biLM separates the senses of each
     target word; returns the contents of ``result.json``. Nothing is trained (``resume`` is
@@ -203,7 +203,7 @@ def contextual_vectors(config: dict[str, Any], *, resume: bool = False,
         counts = ", ".join(f"{s} {senses.count(s)}" for s in dict.fromkeys(senses))
         parts = []
         for j, layer in enumerate(vectors):
-            separation = round(sense_separation(layer, senses), 6)
+            separation = round(sense_separation(layer, senses), 6) + 0.0  # no -0.0
             accuracy = round(nearest_neighbour_accuracy(layer, senses), 6)
             metrics[f"{word}_layer{j}_separation"] = separation
             metrics[f"{word}_layer{j}_nn_accuracy"] = accuracy
@@ -218,7 +218,7 @@ def contextual_vectors(config: dict[str, Any], *, resume: bool = False,
                 out / f"{word}_layer{j}.png", method="none" if same else plot.method,
                 groups=senses, seed=plot.seed,
                 title=f"'{word}' in {len(rows)} sentences ({counts}): layer {j} ({kind}), "
-                      f"separation {separation:+.3f}"))
+                      + ("one vector for all" if same else f"separation {separation:+.3f}")))
         run.log(f"{word} ({counts}): " + "; ".join(parts))
     for j in range(num_layers):
         for m in ("separation", "nn_accuracy"):

@@ -22,11 +22,12 @@ The config (a recipe with ``task: token-classify`` is one)::
 With ``elmo``, the biLM is copied into the tagger (its weights in the tagger's
 model.safetensors, its config as ``elmo_config`` in config.json), so the saved folder tags on
 its own; it stays frozen and only its layers' scalar mix is trained. Its layers of every
-sentence are computed once, before training (``elmo_features``): on 2 CPU cores the biLM's
-forward pass costs more than the tagger's whole step, and its output never changes. The
-training split's are kept in float16 (half the memory; the noise is far below what dropout
-adds), the scored splits' in float32, so the scores are those the saved folder's pipeline
-(which runs the biLM on the fly) gives.
+sentence are computed once, before training (``add_elmo_features``), since they never change:
+with bilm-conll's biLM on one shared core, a step of 32 CoNLL sentences took 0.24 s with them
+cached and 0.50 s with the biLM run in the step, while computing all 20,744 sentences of the
+three splits once took 90 s and 585 MB. The training split's are kept in float16 (half the
+memory; the rounding is far below what dropout adds), the scored splits' in float32, so the
+scores are those the saved folder's pipeline (which runs the biLM on the fly) gives.
 
 Scores count every word of the files: the words cut off by ``max_length`` count as tagged
 ``O``, so a cut never flatters a score. As in text classification, the model evaluated and
