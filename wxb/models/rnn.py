@@ -133,8 +133,8 @@ class _RNNBase(PreTrainedModel):
 
     def parameter_components(self) -> list[tuple[str, str, str]]:
         """The count as the course derives it: (component, name pattern, formula) rows for
-        ``wxb params``. V vocabulary, E embedding (word and case), H hidden, G gates (RNN 1,
-        GRU 3, LSTM 4), D directions, L layers, C labels."""
+        ``wxb params``. V vocabulary, E embedding (word, case and the ELMo mix), H hidden, G
+        gates (RNN 1, GRU 3, LSTM 4), D directions, L layers, C labels."""
         c = self.config
         v, e, h, g = c.vocab_size, c.embedding_size, c.hidden_size, GATES[c.cell]
         d, layers, labels = (2 if c.bidirectional else 1), c.num_hidden_layers, c.num_labels
