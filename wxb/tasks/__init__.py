@@ -177,3 +177,5 @@ register(Task("word-vectors", "Word2Vec, fastText or GloVe vectors trained on a 
               train="wxb.tasks.word_vectors.train:train_word_vectors"))
 register(Task("bilm", "pretrain ELMo's biLM (char CNN + forward and backward LSTM LMs) on text",
               train="wxb.tasks.bilm.train:train_bilm"))
+register(Task("contextual-vectors", "one word in several senses through each layer of a biLM",
+              train="wxb.tasks.contextual_vectors.train:train_contextual_vectors"))

@@ -169,3 +169,28 @@ class FinetuneSection(Section):
     @property
     def method(self) -> dict[str, Any]:
         return self.to_dict()
+
+
+def load_bilm(folder: str) -> Any:
+    """The biLM (``model.elmo``) of a folder the bilm task wrote, in eval mode; a folder that
+    is not one is a one-line error."""
+    import json
+
+    from wxb.errors import WxbError
+    from wxb.models.elmo import ElmoBiLM
+
+    config = Path(folder) / "config.json"
+    hint = "give a biLM folder of the bilm task, e.g. runs/bilm-conll/model"
+    if not config.is_file():
+        raise ConfigError(f"model.elmo: {folder} has no config.json; {hint}")
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"model.elmo: {config} is not JSON ({error}); {hint}") from None
+    if model_type != "elmo":
+        raise ConfigError(f"model.elmo: {folder} holds a {model_type!r} model, not a biLM "
+                          f"('elmo'); {hint}")
+    try:
+        return ElmoBiLM.from_pretrained(folder).eval()
+    except (WxbError, OSError) as error:
+        raise ConfigError(f"model.elmo: {folder} does not load as a biLM ({error})") from None

@@ -35,14 +35,13 @@ its sense.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from wxb.errors import ConfigError, DataError
+from wxb.errors import DataError
+from wxb.tasks.models import load_bilm
 from wxb.tasks.run import Run
 from wxb.tasks.sections import Section
 
@@ -110,28 +109,6 @@ class PlotSection(Section):
 
 
 SECTIONS = {"model": ModelSection, "data": DataSection, "plot": PlotSection}
-
-
-def load_bilm(folder: str) -> Any:
-    """The biLM of ``folder`` in eval mode; a folder that is not one is a one-line error."""
-    from wxb.errors import WxbError
-    from wxb.models.elmo import ElmoBiLM
-
-    config = Path(folder) / "config.json"
-    hint = "give a biLM folder of the bilm task, e.g. runs/bilm-conll/model"
-    if not config.is_file():
-        raise ConfigError(f"model.elmo: {folder} has no config.json; {hint}")
-    try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"model.elmo: {config} is not JSON ({error}); {hint}") from None
-    if model_type != "elmo":
-        raise ConfigError(f"model.elmo: {folder} holds a {model_type!r} model, not a biLM "
-                          f"('elmo'); {hint}")
-    try:
-        return ElmoBiLM.from_pretrained(folder).eval()
-    except (WxbError, OSError) as error:
-        raise ConfigError(f"model.elmo: {folder} does not load as a biLM ({error})") from None
 
 
 def target_vectors(bilm: Any, rows: list[tuple[str, list[str], int]]) -> np.ndarray:

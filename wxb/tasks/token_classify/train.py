@@ -47,7 +47,7 @@ from wxb.data.conll import TaggedSentence, read_conll
 from wxb.errors import ConfigError, DataError
 from wxb.metrics import entity_scores, token_scores_without_o
 from wxb.models import registry
-from wxb.tasks.models import head_architecture
+from wxb.tasks.models import head_architecture, load_bilm
 from wxb.tasks.run import Run, evaluate_with
 from wxb.tasks.sections import Section, at_least
 
@@ -135,6 +135,7 @@ def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
     """
     from wxb.data.tagging import encode_sentences, tag_set
     from wxb.data.text import PaddingCollator
+    from wxb.train.memory import TrainingMemory
 
     run = Run("token-classify", config, SECTIONS, log=log)
     model_section, data = run["model"], run["data"]
@@ -189,7 +190,10 @@ def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
                           data_collator=collator,
                           compute_metrics=tag_metrics(splits["validation"], tags.names)
                           if "validation" in splits else None)
+    memory = TrainingMemory()  # what compare-finetune reads of each variant
+    memory.start(model)
     output = trainer.train(resume_from_checkpoint=resume)
+    memory_mib = memory.report()
 
     metrics: dict[str, float] = {}
     for name, prefix in SCORED_SPLITS:
@@ -210,6 +214,7 @@ def train_tagger(config: dict[str, Any], *, resume: bool | str = False,
                       sentences={name: len(s) for name, s in splits.items()},
                       truncated=truncated, labels=tags.names,
                       vocab_size=tokenizer.vocab_size, vectors_found=found,
+                      memory_mib=memory_mib,
                       elmo=elmo_summary(model, elmo_cache) if elmo_cache is not None else None)
 
 
@@ -233,7 +238,7 @@ def build_tagger(section: ModelSection, tags: LabelSet, sentences: Sequence[Tagg
               "id2label": tags.id2label, **section.extra}
     bilm = None
     if section.elmo is not None:
-        bilm = load_elmo(section.elmo)
+        bilm = load_bilm(section.elmo)
         values["elmo_config"] = bilm.config.to_dict()
     torch.manual_seed(seed)
     model = cls(cls.config_class.from_dict(values, strict=True))
@@ -273,31 +278,6 @@ def _load_vectors(model: PreTrainedModel, tokenizer: Tokenizer, path: str) -> in
     vectors = read_word_vectors(path, {*vocab, *(w.lower() for w in vocab)})
     chosen = {w: vectors.get(w, vectors.get(w.lower())) for w in vocab}
     return model.load_vectors({w: v for w, v in chosen.items() if v is not None}, vocab)
-
-
-def load_elmo(folder: str) -> Any:
-    """The biLM of a folder the bilm task wrote; a folder that is not one is a one-line error."""
-    import json
-    from pathlib import Path
-
-    from wxb.errors import WxbError
-    from wxb.models.elmo import ElmoBiLM
-
-    config = Path(folder) / "config.json"
-    hint = "give a biLM folder of the bilm task, e.g. runs/bilm-conll/model"
-    if not config.is_file():
-        raise ConfigError(f"model.elmo: {folder} has no config.json; {hint}")
-    try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"model.elmo: {config} is not JSON ({error}); {hint}") from None
-    if model_type != "elmo":
-        raise ConfigError(f"model.elmo: {folder} holds a {model_type!r} model, not a biLM "
-                          f"('elmo'); {hint}")
-    try:
-        return ElmoBiLM.from_pretrained(folder).eval()
-    except (WxbError, OSError) as error:
-        raise ConfigError(f"model.elmo: {folder} does not load as a biLM ({error})") from None
 
 
 ELMO_KEY = "elmo_representations"
