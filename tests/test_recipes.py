@@ -213,3 +213,17 @@ def test_a_recipe_that_extends_another_keeps_its_own_name_and_promise():
     assert gru["data"] == lstm["data"] and gru["training"] == lstm["training"]
     assert gru["name"] == "sst2-gru" and gru["description"] != lstm["description"]
     assert "extends" not in gru and gru.get("reported") != lstm.get("reported")
+
+
+def test_vectors_an_earlier_recipe_writes_are_named_with_that_recipe(tmp_path, monkeypatch):
+    from wxb.errors import ConfigError
+    from wxb.recipes import run_recipe
+
+    (tmp_path / "conll2003").mkdir()
+    for name in ("train", "valid", "test"):
+        (tmp_path / "conll2003" / f"{name}.txt").write_text("EU B-ORG\nrejects O\n\n")
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    with pytest.raises(ConfigError, match=r"recipe conll-vectors \(variant word2vec\) reads "
+                       r"model.vectors runs/word2vec-conll/vectors.txt, which does not exist "
+                       r"yet: run `wxb recipe run word2vec-conll` first"):
+        run_recipe("conll-vectors", data_dir=tmp_path)
