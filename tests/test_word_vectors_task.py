@@ -95,6 +95,12 @@ def test_bad_config_is_one_line(corpus, tmp_path, model, message):
                                   "training": {"output_dir": str(tmp_path)}})
 
 
+def test_training_takes_the_output_folder_only(corpus, tmp_path):
+    with pytest.raises(ConfigError, match="training"):
+        run_task("word-vectors", {"data": {"corpus": corpus},
+                                  "training": {"output_dir": str(tmp_path), "epochs": 3}})
+
+
 def test_a_corpus_is_required(tmp_path):
     with pytest.raises(ConfigError, match="give corpus"):
         run_task("word-vectors", {"training": {"output_dir": str(tmp_path)}})

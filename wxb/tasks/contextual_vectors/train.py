@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from wxb.config import check_section_keys
 from wxb.errors import DataError
 from wxb.tasks.models import load_bilm
 from wxb.tasks.run import Run
@@ -163,6 +164,7 @@ def train_contextual_vectors(config: dict[str, Any], *, resume: bool = False,
     from wxb.viz import plot_embeddings
 
     run = Run("contextual-vectors", config, SECTIONS, log=log)
+    check_section_keys("training", config.get("training") or {}, ("output_dir",))  # no training
     model_section, data, plot = run["model"], run["data"], run["plot"]
     found = data.occurrences()  # a missing target is refused before the biLM is read
     bilm = load_bilm(model_section.elmo)

@@ -34,7 +34,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from wxb.config import check_known_keys, coerce
+from wxb.config import check_known_keys, check_section_keys, coerce
 from wxb.data.corpus import read_corpus
 from wxb.errors import ConfigError
 from wxb.metrics.word_vectors import analogy_accuracy, analogy_questions, similarity_correlation
@@ -130,6 +130,8 @@ def train_word_vectors(config: dict[str, Any], *, resume: bool = False,
                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train the vectors of ``config``, write them and result.json; return the result."""
     run = Run("word-vectors", config, SECTIONS, log=log)
+    # The loops take their settings from the model section; training names the folder only.
+    check_section_keys("training", config.get("training") or {}, ("output_dir",))
     run.expect(METRICS)
     data, section, evaluation = run["data"], run["model"], run["evaluation"]
     settings = settings_of(section)
