@@ -266,7 +266,7 @@ def test_save_and_load_give_the_same_model_and_words(tmp_path):
     loaded = ElmoBiLM.from_pretrained(tmp_path / "elmo").eval()
     assert loaded.vocabulary.words == vocab.words
     hub = wxb.from_pretrained(tmp_path / "elmo").eval()  # the registry finds the family
-    assert type(hub) is ElmoBiLM
+    assert type(hub) is ElmoBiLM and hub.vocabulary.words == vocab.words
     b = batch()
     with torch.no_grad():
         want = model(**b)

@@ -135,8 +135,9 @@ def from_pretrained(name_or_path: str | Path, dtype: torch.dtype | None = None, 
                               f"{', '.join(registry.FAMILIES)}")
     architectures = values.get("architectures") or [None]
     cls = registry.model_class(model_type, architecture or architectures[0])
-    return load_pretrained(cls, folder, dtype, ignore_mismatched_sizes=ignore_mismatched_sizes,
-                           **config_overrides)
+    # The class's own from_pretrained: a family may read more than the weights (ELMo's vocab.txt).
+    return cls.from_pretrained(folder, dtype, ignore_mismatched_sizes=ignore_mismatched_sizes,
+                               **config_overrides)
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
