@@ -184,7 +184,7 @@ def test_glove_finds_planted_groups_and_its_loss_falls():
                          x_max=10.0)
     lines = []
     vectors, stats = train_glove(corpus, config, log=lines.append)
-    assert stats["epochs_run"] == 15 and len(stats["loss"]) == 15 and not stats["stopped_by_time"]
+    assert stats["epochs"] == 15 and len(stats["loss"]) == 15 and not stats["stopped_by_time"]
     assert stats["vocab_size"] == 44 and stats["nonzeros"] > 0 and stats["nonzeros_per_s"] > 0
     assert any("epoch 15/15" in line for line in lines)
     losses = stats["loss"]
@@ -219,7 +219,7 @@ def test_seeded_and_the_vectors_are_word_plus_context():
 def test_time_budget_and_bad_settings():
     matrix = cooccurrence(random_ids(), 12, window=3)
     _, stats = fit_glove(matrix, GloVeConfig(vector_size=4, epochs=5), max_time=0.0)
-    assert stats["stopped_by_time"] and stats["epochs_run"] == 0 and stats["loss"] == []
+    assert stats["stopped_by_time"] and stats["epochs"] == 0 and stats["loss"] == []
     with pytest.raises(ConfigError, match="epochs must be at least 1, got 0"):
         fit_glove(matrix, GloVeConfig(epochs=0))
     with pytest.raises(ConfigError, match=r"x_max must be above 0, got -1\.0"):

@@ -75,7 +75,7 @@ def train_glove(sentences: Sequence[Sequence[str]], config: GloVeConfig | None =
                 log: Log | None = None,
                 max_time: float | None = None) -> tuple[WordVectors, dict]:
     """GloVe vectors (W + W̃) for the words of ``sentences`` seen ``min_count`` times, and the
-    run's numbers: vocab_size, tokens, nonzeros, loss (per epoch), cooccurrence_s, train_s,
+    run's numbers: vocab_size, tokens, nonzeros, loss (per epoch), cooccurrence_s, train_time_s,
     nonzeros_per_s, stopped_by_time. ``max_time`` (seconds) bounds the training loop."""
     config = config or GloVeConfig()
     config.check()
@@ -98,7 +98,7 @@ def train_glove(sentences: Sequence[Sequence[str]], config: GloVeConfig | None =
 def fit_glove(matrix: sp.spmatrix, config: GloVeConfig | None = None, *,
               log: Log | None = None, max_time: float | None = None) -> tuple[GloVe, dict]:
     """Fit a GloVe model to the co-occurrence matrix (vocab, vocab); its numbers: nonzeros,
-    loss (mean J per nonzero, per epoch), epochs_run, train_s, nonzeros_per_s, stopped_by_time."""
+    loss (mean J per nonzero, per epoch), epochs, train_time_s, nonzeros_per_s, stopped_by_time."""
     config = config or GloVeConfig()
     config.check()
     coo = sp.coo_matrix(matrix)
@@ -153,8 +153,8 @@ def fit_glove(matrix: sp.spmatrix, config: GloVeConfig | None = None, *,
                     f"({(epoch + 1) * nonzeros / elapsed:,.0f} nonzeros/s)")
     train_s = time.perf_counter() - begin
     seen = len(losses) * nonzeros + (first + len(batch) if stopped else 0)
-    return model, {"nonzeros": nonzeros, "loss": losses, "epochs_run": len(losses),
-                   "train_s": train_s, "nonzeros_per_s": seen / max(train_s, 1e-9),
+    return model, {"nonzeros": nonzeros, "loss": losses, "epochs": len(losses),
+                   "train_time_s": train_s, "nonzeros_per_s": seen / max(train_s, 1e-9),
                    "stopped_by_time": stopped}
 
 
